@@ -1,0 +1,244 @@
+"""The Gymnasium environment: one task on one robot, compiled once, reset by writing state."""
+
+from __future__ import annotations
+
+import atexit
+import string
+import weakref
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from envs.controller import ControllerConfig, EndEffectorController
+from envs.robots import get_robot
+from envs.robots.base import R_DOWN
+from envs.scene import MAX_RENDER_SIZE, PROFILES, SUBSTEPS, compile_scene
+from envs.tasks.library import get_task
+from envs.world import World
+
+CAMERAS = ("agentview", "wrist")
+RESET_OPTIONS: tuple[str, ...] = ()
+INSTRUCTION_CHARSET = frozenset(string.ascii_letters + string.digits + " ,.;:'!?-()")
+STATE_DIM = 8
+SETTLE_STEPS = 2  # control steps of physics after placing objects, so contacts start at rest
+_OPEN_ENVS: "weakref.WeakSet[TabletopEnv]" = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    """Free GL contexts at exit, before EGL terminates (their destructors fail after it)."""
+    for env in list(_OPEN_ENVS):
+        env.close()
+
+
+class TabletopEnv(gym.Env):
+    """A LIBERO-style tabletop task on one robot.
+
+    ## Description
+    A robot on a table must reach the task's goal predicates (``envs/tasks/library.py``) in order,
+    following a natural-language instruction.
+
+    ## Action Space
+    ``Box(-1, 1, (7,), float32)``: delta tcp position (x, y, z; 2 cm per step at 1), delta tcp
+    rotation (axis-angle, world frame; 0.15 rad per step at 1), gripper (-1 open, +1 closed).
+
+    ## Observation Space
+    ``Dict``: one ``uint8`` image per camera (``agentview``, ``wrist``; H x W x 3), ``state``
+    (float32, 8: tcp position in the world frame, tcp orientation as a quaternion relative to the
+    gripper-down pose with w >= 0, gripper opening in [0, 1]) and ``instruction`` (text).
+
+    ## Rewards
+    1.0 on the step the task succeeds, 0.0 otherwise (sparse).
+
+    ## Starting State
+    The arm at its home pose with the gripper open; objects at positions and yaws sampled uniformly
+    from their regions with ``self.np_random`` (regions of a shuffle group are permuted).
+
+    ## Episode End
+    Terminated on success; truncated at the task's step limit (registered ``max_episode_steps``).
+
+    ## Arguments
+    ``task``, ``robot`` (``Panda`` or ``Piper``), ``render_mode`` (``rgb_array`` or None),
+    ``image_size`` (int or (height, width), default 128), ``cameras`` (subset of
+    ``("agentview", "wrist")``; empty for state-only rollouts), ``render_profile`` (``fast`` or
+    ``full``), ``controller`` (:class:`ControllerConfig`).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: str, robot: str, render_mode: str | None = "rgb_array",
+                 image_size: int | tuple[int, int] = 128, cameras: tuple[str, ...] = CAMERAS,
+                 render_profile: str = "fast", controller: ControllerConfig | None = None) -> None:
+        self.task = get_task(task)
+        self.robot = get_robot(robot).info
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unknown render_mode {render_mode!r}; valid: 'rgb_array' or None")
+        if render_profile not in PROFILES:
+            raise ValueError(f"unknown render_profile {render_profile!r}; valid profiles: {', '.join(PROFILES)}")
+        bad = [c for c in cameras if c not in CAMERAS]
+        if bad or len(set(cameras)) != len(cameras):
+            raise ValueError(f"invalid cameras {tuple(cameras)!r}; valid cameras: {', '.join(CAMERAS)} (each at most once)")
+        self.height, self.width = _image_size(image_size)
+        self.render_mode, self.cameras, self.render_profile = render_mode, tuple(cameras), render_profile
+
+        self.model = compile_scene(self.task.scene, self.robot.name, render_profile)
+        self.data = mujoco.MjData(self.model)
+        self.world = World(self.model, self.data, self.task.scene)
+        self.controller = EndEffectorController(self.model, self.robot, controller)
+        self._camera_ids = {"agentview": self.model.camera("agentview").id,
+                            "wrist": self.model.camera(self.robot.full(self.robot.wrist_camera)).id}
+        self._free_qpos = {o.name: self.model.joint(f"{o.name}/free").qposadr[0]
+                           for o in self.task.scene.objects if o.movable}
+        self._grip_qpos = np.array([self.model.joint(self.robot.full(j)).qposadr[0] for j in self.robot.gripper_joints])
+        self._renderer: mujoco.Renderer | None = None
+        self._scene_option = mujoco.MjvOption()
+        self._scene_option.sitegroup[:] = 0  # sites are bookkeeping, never drawn
+        self._stage = 0
+        self.layout: dict[str, tuple[float, float, float]] = {}
+
+        image = gym.spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
+        spaces: dict[str, gym.Space] = {cam: image for cam in self.cameras}
+        spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        spaces["instruction"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
+
+    # ----------------------------------------------------------------------------------- episode
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        unknown = sorted(set(options or {}) - set(RESET_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid options: {', '.join(RESET_OPTIONS) or 'none'}")
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self.controller.qpos_adr] = self.robot.home_qpos
+        self.layout = self._sample_layout()
+        self._place_objects(self.layout)
+        mujoco.mj_forward(self.model, self.data)
+        self.controller.reset(self.data)
+        mujoco.mj_step(self.model, self.data, nstep=SETTLE_STEPS * SUBSTEPS)
+        self._stage = 0
+        self._advance_goals()
+        info = self._info()
+        info["layout"] = {k: [round(float(v), 5) for v in p] for k, p in self.layout.items()}
+        return self._observation(), info
+
+    def step(self, action):
+        act = self._check_action(action)
+        self.controller.apply(self.data, act)
+        mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
+        done_before = self._stage
+        success = self._advance_goals()
+        reward = 1.0 if success and done_before < len(self.task.goals) else 0.0
+        return self._observation(), reward, success, False, self._info()
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return self._render("agentview")
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ------------------------------------------------------------------------------------ pieces
+    def _check_action(self, action) -> np.ndarray:
+        act = np.asarray(action, dtype=np.float64)
+        if act.shape != (7,):
+            raise ValueError(f"action must have shape (7,) (dpos 3, drot 3, gripper 1), got shape {act.shape}")
+        if not np.all(np.isfinite(act)):
+            raise ValueError(f"action must be finite, got {act.tolist()}")
+        return np.clip(act, -1.0, 1.0)
+
+    def _sample_layout(self) -> dict[str, tuple[float, float, float]]:
+        """Centre (x, y) and yaw of every object, drawn from ``self.np_random``."""
+        scene, rng = self.task.scene, self.np_random
+        regions = {o.name: o.region for o in scene.objects}
+        for group in scene.shuffle:
+            order = rng.permutation(len(group))
+            regions.update({name: scene.object(group[i]).region for name, i in zip(group, order)})
+        layout = {}
+        for obj in scene.objects:
+            x0, x1, y0, y1 = regions[obj.name]
+            layout[obj.name] = (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(*obj.yaw))
+        return layout
+
+    def _place_objects(self, layout: dict[str, tuple[float, float, float]]) -> None:
+        for obj in self.task.scene.objects:
+            x, y, yaw = layout[obj.name]
+            quat = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+            if obj.movable:
+                adr = self._free_qpos[obj.name]
+                self.data.qpos[adr:adr + 7] = [x, y, self.model.body(obj.name).pos[2], *quat]
+            else:
+                body = self.world.body_ids[obj.name]
+                self.model.body_pos[body, :2] = (x, y)
+                self.model.body_quat[body] = quat
+
+    def _advance_goals(self) -> bool:
+        """Latch goals that hold, in order; True once all have held."""
+        goals = self.task.goals
+        while self._stage < len(goals) and goals[self._stage].holds(self.world):
+            self._stage += 1
+        return self._stage == len(goals)
+
+    def _render(self, camera: str) -> np.ndarray:
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
+            if not _OPEN_ENVS:  # registered after EGL's own exit hook, so it runs before it
+                atexit.unregister(_close_all)
+                atexit.register(_close_all)
+            _OPEN_ENVS.add(self)
+            if self.render_profile == "fast":
+                for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                             mujoco.mjtRndFlag.mjRND_SKYBOX):
+                    self._renderer.scene.flags[flag] = 0
+        self._renderer.update_scene(self.data, camera=self._camera_ids[camera], scene_option=self._scene_option)
+        return self._renderer.render()
+
+    def proprio(self) -> np.ndarray:
+        """The 8-D proprioceptive state (see the class docstring)."""
+        pos, mat = self.controller.tcp_pose(self.data)
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, (R_DOWN.T @ mat).ravel())
+        if quat[0] < 0:
+            quat = -quat
+        opening = np.abs(self.data.qpos[self._grip_qpos]).sum() / self.robot.gripper_open_width
+        return np.concatenate([pos, quat, [opening]]).astype(np.float32)
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {cam: self._render(cam) for cam in self.cameras}
+        obs["state"] = self.proprio()
+        obs["instruction"] = self.task.instruction
+        return obs
+
+    def _info(self) -> dict[str, Any]:
+        return {"success": self._stage == len(self.task.goals), "stage": self._stage,
+                "task": self.task.name, "robot": self.robot.name}
+
+    def privileged_state(self) -> dict[str, Any]:
+        """Simulator truth for scripted experts: tcp pose, gripper, object poses, handles, joints."""
+        pos, mat = self.controller.tcp_pose(self.data)
+        objects = {}
+        for obj in self.task.scene.objects:
+            entry: dict[str, Any] = {"kind": obj.kind, "pos": self.world.pos(obj.name).copy(),
+                                     "quat": self.world.quat(obj.name).copy(), "size": obj.size}
+            for site in ("top", "handle", "gap"):
+                key = f"{obj.name}/{site}"
+                if key in self.world.site_ids:
+                    entry[site] = self.world.site(key).copy()
+            if f"{obj.name}/joint" in self.world.joint_ids:
+                entry["joint"] = self.world.joint(f"{obj.name}/joint")
+            objects[obj.name] = entry
+        return {"tcp_pos": pos, "tcp_mat": mat, "gripper": float(self.proprio()[7]), "objects": objects,
+                "robot_base": np.asarray(self.robot.base_pos), "approach_tilt": self.robot.approach_tilt,
+                "stage": self._stage}
+
+
+def _image_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from an int or a pair, validated against the offscreen buffer."""
+    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and 16 <= v <= MAX_RENDER_SIZE for v in pair):
+        raise ValueError(f"image_size must be an int or (height, width) with values in 16..{MAX_RENDER_SIZE}, got {size!r}")
+    return int(pair[0]), int(pair[1])
