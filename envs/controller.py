@@ -26,6 +26,8 @@ class ControllerConfig:
     rot_scale: float = 0.15  # radians per control step at |a| = 1
     damping: float = 0.02  # DLS damping (lambda), avoids blow-ups near singularities
     max_lead: float = 0.15  # radians the commanded joints may run ahead of the measured ones
+    rot_weight: float = 0.3  # weight of rotation against position (metres per radian) when both can't be met
+    limit_margin: float = 0.02  # radians kept from each joint limit; joints there drop out of the solve
 
     def __post_init__(self) -> None:
         if self.pos_scale <= 0 or self.rot_scale <= 0 or self.damping <= 0:
@@ -57,6 +59,10 @@ class EndEffectorController:
         self.grip_closed = np.array([g.closed_ctrl for g in info.gripper_actuators])
         self.site = model.site(info.full(info.tcp_site)).id
         self.home = np.asarray(info.home_qpos, dtype=float)
+        # A position actuator pulls with kp * (ctrl - q) - kv * qdot, so a joint moving at qdot lags its
+        # target by kv / kp * qdot; leading the target by that much (velocity feed-forward) cancels it.
+        gains = model.actuator_gainprm[self.arm_act, 0]
+        self.lead_time = -model.actuator_biasprm[self.arm_act, 2] / gains
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
         self.q_cmd = self.home.copy()
@@ -71,27 +77,48 @@ class EndEffectorController:
         data.ctrl[self.arm_act] = self.q_cmd
         data.ctrl[self.grip_act] = self.grip_open
 
-    def joint_step(self, data: mujoco.MjData, twist: np.ndarray) -> np.ndarray:
-        """Joint increment realising a world-frame twist (dx, dy, dz, rx, ry, rz) at the tcp."""
+    def joint_step(self, data: mujoco.MjData, twist: np.ndarray, q_ref: np.ndarray) -> np.ndarray:
+        """Joint increment from ``q_ref`` realising a world-frame twist (dx, dy, dz, rx, ry, rz) at the tcp.
+
+        Weighted damped least squares: when the twist cannot be met, position wins over rotation; a
+        joint that the step would push past its limit is locked and the rest re-solved, so the arm
+        slides along its limits instead of stalling against them.
+        """
+        cfg = self.config
         mujoco.mj_jacSite(self.model, data, self._jacp, self._jacr, self.site)
-        jac = np.vstack([self._jacp[:, self.dof_adr], self._jacr[:, self.dof_adr]])
-        lam2 = self.config.damping**2
-        dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), twist)
-        if self.info.nullspace_gain > 0.0:
-            pinv = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), np.eye(6))
-            pull = self.info.nullspace_gain * (self.home - data.qpos[self.qpos_adr])
-            dq += (np.eye(len(dq)) - pinv @ jac) @ pull
+        weight = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
+        jac = np.vstack([self._jacp[:, self.dof_adr], self._jacr[:, self.dof_adr]]) * weight[:, None]
+        target = twist * weight
+        lam2 = cfg.damping**2
+        lo, hi = self.ranges[:, 0] + cfg.limit_margin, self.ranges[:, 1] - cfg.limit_margin
+        free = np.ones(len(q_ref), dtype=bool)
+        dq = np.zeros(len(q_ref))
+        for _ in range(3):
+            sub = jac[:, free]
+            pinv = sub.T @ np.linalg.inv(sub @ sub.T + lam2 * np.eye(6))
+            dq[:] = 0.0
+            dq[free] = pinv @ target
+            if self.info.nullspace_gain > 0.0:
+                pull = self.info.nullspace_gain * (self.home - q_ref)[free]
+                dq[free] += pull - pinv @ (sub @ pull)
+            blocked = free & (((q_ref + dq) > hi) & (dq > 0) | ((q_ref + dq) < lo) & (dq < 0))
+            if not blocked.any():
+                break
+            free &= ~blocked
+        dq[~free] = 0.0
         return dq
 
-    def apply(self, data: mujoco.MjData, action: np.ndarray) -> None:
-        """Write the actuator targets for one control step (the action is already validated)."""
+    def apply(self, data: mujoco.MjData, action: np.ndarray, period: float) -> None:
+        """Write the actuator targets for one control step of ``period`` seconds (action validated)."""
         cfg = self.config
         twist = np.concatenate([action[:3] * cfg.pos_scale, action[3:6] * cfg.rot_scale])
-        dq = self.joint_step(data, twist)
+        dq = self.joint_step(data, twist, self.q_cmd)
         q = data.qpos[self.qpos_adr]
         q_cmd = np.clip(self.q_cmd + dq, q - cfg.max_lead, q + cfg.max_lead)
-        self.q_cmd = np.clip(q_cmd, self.ranges[:, 0], self.ranges[:, 1])
-        data.ctrl[self.arm_act] = self.q_cmd
+        q_cmd = np.clip(q_cmd, self.ranges[:, 0], self.ranges[:, 1])
+        velocity = (q_cmd - self.q_cmd) / period
+        self.q_cmd = q_cmd
+        data.ctrl[self.arm_act] = q_cmd + self.lead_time * velocity
         close = 0.5 * (float(action[6]) + 1.0)
         data.ctrl[self.grip_act] = self.grip_open + close * (self.grip_closed - self.grip_open)
 
@@ -106,6 +133,6 @@ class EndEffectorController:
                 break
             err[:3] *= min(1.0, 0.02 / (np.linalg.norm(err[:3]) + 1e-12))  # small steps converge
             err[3:] *= min(1.0, 0.1 / (np.linalg.norm(err[3:]) + 1e-12))
-            q = data.qpos[self.qpos_adr] + self.joint_step(data, err)
+            q = data.qpos[self.qpos_adr] + self.joint_step(data, err, data.qpos[self.qpos_adr])
             data.qpos[self.qpos_adr] = np.clip(q, self.ranges[:, 0], self.ranges[:, 1])
         return data.qpos[self.qpos_adr].copy()

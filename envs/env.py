@@ -125,7 +125,7 @@ class TabletopEnv(gym.Env):
 
     def step(self, action):
         act = self._check_action(action)
-        self.controller.apply(self.data, act)
+        self.controller.apply(self.data, act, SUBSTEPS * self.model.opt.timestep)
         mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
         done_before = self._stage
         success = self._advance_goals()

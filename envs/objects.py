@@ -23,23 +23,26 @@ def _site(body: mujoco.MjsBody, name: str, pos: list[float]) -> None:
     body.add_site(name=name, pos=pos, size=[0.004, 0, 0], rgba=[0, 0, 0, 0], group=3)
 
 
-def add_cube(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_cube(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
+    world = spec.worldbody
     half = obj.size[0]
     body = world.add_body(name=obj.name, pos=[0, 0, half])
     body.add_freejoint(name=f"{obj.name}/free")
-    body.add_geom(name=f"{obj.name}/geom", type=BOX, size=[half] * 3, rgba=list(obj.rgba), mass=0.04,
+    body.add_geom(name=f"{obj.name}/geom", type=BOX, size=[half] * 3, rgba=list(obj.rgba), mass=0.025,
                   friction=GRIP_FRICTION, condim=4)
 
 
-def add_cylinder(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_cylinder(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
+    world = spec.worldbody
     radius, half = obj.size[:2]
     body = world.add_body(name=obj.name, pos=[0, 0, half])
     body.add_freejoint(name=f"{obj.name}/free")
-    body.add_geom(name=f"{obj.name}/geom", type=CYL, size=[radius, half, 0], rgba=list(obj.rgba), mass=0.04,
+    body.add_geom(name=f"{obj.name}/geom", type=CYL, size=[radius, half, 0], rgba=list(obj.rgba), mass=0.025,
                   friction=GRIP_FRICTION, condim=4)
 
 
-def add_plate(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_plate(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
+    world = spec.worldbody
     radius, half = obj.size[:2]
     body = world.add_body(name=obj.name)
     body.add_geom(name=f"{obj.name}/geom", type=CYL, pos=[0, 0, half], size=[radius, half, 0], rgba=list(obj.rgba))
@@ -48,8 +51,9 @@ def add_plate(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
     _site(body, f"{obj.name}/top", [0, 0, 2 * half])
 
 
-def add_bowl(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_bowl(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
     """A square bowl (a tray): a base and four walls, open at the top."""
+    world = spec.worldbody
     inner, height = obj.size[:2]
     wall, base = 0.006, 0.005
     body = world.add_body(name=obj.name)
@@ -61,8 +65,9 @@ def add_bowl(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
     _site(body, f"{obj.name}/top", [0, 0, 2 * base])
 
 
-def add_drawer(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_drawer(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
     """A cabinet whose drawer slides out toward -x (toward the robot), with a bar handle."""
+    world = spec.worldbody
     hx, hy, hz, travel = obj.size[:4]
     t = 0.008  # wall thickness
     body = world.add_body(name=obj.name)
@@ -87,19 +92,23 @@ def add_drawer(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
                     quat=[0.7071068, 0.7071068, 0, 0], rgba=DARK, mass=0.02)
     _site(drawer, f"{obj.name}/handle", [-hx - standoff, 0, hz])
     _site(drawer, f"{obj.name}/gap", [-hx - standoff / 2 + 0.002, 0, hz])
+    # a static parent is welded to the world, so MuJoCo's parent-child filter does not apply
+    spec.add_exclude(bodyname1=obj.name, bodyname2=f"{obj.name}/drawer")
 
 
-def add_button(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_button(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
     """A spring-loaded push button on a square base."""
+    world = spec.worldbody
     radius, travel = obj.size[:2]
     body = world.add_body(name=obj.name)
     body.add_geom(name=f"{obj.name}/geom", type=BOX, pos=[0, 0, 0.012], size=[radius + 0.02, radius + 0.02, 0.012],
                   rgba=list(DARK))
     cap = body.add_body(name=f"{obj.name}/cap", pos=[0, 0, 0.024 + travel])
     cap.add_joint(name=f"{obj.name}/joint", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[0, 0, 1], range=[-travel, 0],
-                  limited=mujoco.mjtLimited.mjLIMITED_TRUE, stiffness=30.0, springref=0.0, damping=1.0)
+                  limited=mujoco.mjtLimited.mjLIMITED_TRUE, stiffness=60.0, springref=travel, damping=1.0)  # preloaded: rests at 0
     cap.add_geom(type=CYL, pos=[0, 0, 0.0], size=[radius, travel, 0], rgba=list(obj.rgba), mass=0.02)
     _site(cap, f"{obj.name}/top", [0, 0, travel])
+    spec.add_exclude(bodyname1=obj.name, bodyname2=f"{obj.name}/cap")
 
 
 BUILDERS = {
@@ -108,6 +117,6 @@ BUILDERS = {
 }
 
 
-def add_object(world: mujoco.MjsBody, obj: ObjectSpec) -> None:
+def add_object(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
     """Add ``obj`` to the scene with the builder of its kind."""
-    BUILDERS[obj.kind](world, obj)
+    BUILDERS[obj.kind](spec, obj)

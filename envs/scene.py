@@ -99,7 +99,7 @@ def build_spec(scene: SceneSpec, robot: RobotEntry, profile: str = "fast") -> mu
     frame = spec.worldbody.add_frame(pos=list(robot.info.base_pos))
     spec.attach(robot.build(profile), frame=frame, prefix=PREFIX)
     for obj in scene.objects:
-        add_object(spec.worldbody, obj)
+        add_object(spec, obj)
     return spec
 
 

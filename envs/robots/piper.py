@@ -31,7 +31,7 @@ PIPER_ACTUATORS = (
     ("joint4", 40, 5, 100), ("joint5", 10, 1.5, 100), ("joint6", 10, 1.5, 100),
 )
 GRIPPER_GAINS = (40, 5, 10)  # kp, kv, force range of the single finger actuator (joint7)
-TCP_OFFSET = 0.1725  # between the finger pads, along link6's z axis
+TCP_OFFSET = 0.165  # between the finger pads (0.015-0.045 m along the fingers from 0.135), on link6 z
 
 WHITE, DARK, GREY = (0.92, 0.92, 0.9, 1), (0.15, 0.15, 0.17, 1), (0.55, 0.56, 0.6, 1)
 
@@ -82,7 +82,7 @@ def _finger_geometry(finger: mujoco.MjsBody, pos: tuple, quat: tuple, side: floa
     pad = _to_child(quat, pos, (0, side * 0.0022, 0.165))
     pad_half = np.abs(_quat_rotate(_inverse(quat), (0.012, 0.002, 0.018)))
     finger.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=pad, size=list(pad_half), rgba=DARK,
-                    friction=[1.5, 0.01, 0.001], condim=4, name=f"pad{'L' if side < 0 else 'R'}")
+                    friction=[2.0, 0.01, 0.001], condim=4, name=f"pad{'L' if side < 0 else 'R'}")
 
 
 def _inverse(quat: tuple) -> tuple:
@@ -147,12 +147,13 @@ PIPER_INFO = RobotInfo(
     gripper_actuators=(GripperActuator("gripper", open_ctrl=0.035, closed_ctrl=0.0),),
     gripper_joints=("joint7", "joint8"),
     gripper_open_width=0.07,
-    # tcp at (0.28, 0, 0.2), approach axis leaning 30 deg outward (solved with EndEffectorController.solve_ik);
-    # the published keyframe `home` (0, 1.57, -1.3485, 0, 0, 0) points the gripper forward instead.
-    home_qpos=(0.0, 1.1095, -1.0882, 0.0, 1.1132, 0.0),
+    # tcp at (0.28, 0, 0.2), approach axis leaning 40 deg outward (solved with EndEffectorController.solve_ik);
+    # the published keyframe `home` (0, 1.57, -1.3485, 0, 0, 0) points the gripper forward instead. With the
+    # gripper straight down the wrist (joint5, +/-70 deg) would only reach below 0.1 m, hence the lean.
+    home_qpos=(-0.0128, 0.9593, -0.9047, 0.0105, 0.9054, -0.0163),
     base_pos=(0.0, 0.0, 0.0),
     reach=0.62,
-    approach_tilt=0.5236,
+    approach_tilt=0.6981,
 )
 
 PIPER = RobotEntry(info=PIPER_INFO, build=build_piper)
