@@ -99,7 +99,10 @@ class TabletopEnv(gym.Env):
 
         image = gym.spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
         spaces: dict[str, gym.Space] = {cam: image for cam in self.cameras}
-        spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        # tcp position (m, world), orientation quaternion, gripper opening (1 = fully open)
+        low = np.array([-2.0, -2.0, -1.0, -1.0, -1.0, -1.0, -1.0, 0.0], np.float32)
+        high = np.array([2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.5], np.float32)
+        spaces["state"] = gym.spaces.Box(low, high, (STATE_DIM,), np.float32)
         spaces["instruction"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)

@@ -244,3 +244,22 @@ class ScriptedExpert:
                 self.queue.pop(0)
                 self.steps_in_wp = 0
         return action
+
+
+@dataclass
+class RolloutResult:
+    seed: int
+    success: bool
+    steps: int
+
+
+def rollout(env, expert: ScriptedExpert, seed: int) -> RolloutResult:
+    """Run one episode of ``env`` (a Gymnasium env over ``TabletopEnv``) with the expert."""
+    env.reset(seed=seed)
+    expert.reset()
+    steps, info = 0, {"success": False}
+    while True:
+        _, _, terminated, truncated, info = env.step(expert.act(env.unwrapped.privileged_state()))
+        steps += 1
+        if terminated or truncated:
+            return RolloutResult(seed, bool(info["success"]), steps)

@@ -1,0 +1,3 @@
+from simeval.cli import main
+
+raise SystemExit(main())

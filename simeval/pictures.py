@@ -1,0 +1,37 @@
+"""Still pictures of the worlds: a labelled grid of every task on every robot (agentview)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import imageio.v2 as imageio
+import numpy as np
+
+from simeval.text import draw_text
+
+
+def task_grid(tasks: Sequence[str], robots: Sequence[str], out: Path, size: int = 256, seed: int = 0,
+              profile: str = "fast", columns: int = 4) -> Path:
+    """Render the reset state of every task on every robot into one PNG, ``columns`` tiles a row."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from envs.registration import env_id
+
+    tiles = []
+    for task in tasks:
+        for robot in robots:
+            env = gym.make(env_id(task, robot), image_size=size, cameras=("agentview",), render_profile=profile)
+            obs, _ = env.reset(seed=seed)
+            tile = obs["agentview"].copy()
+            draw_text(tile, f"{task} / {robot}", (4, 4), scale=max(1, size // 256))
+            draw_text(tile, f'"{obs["instruction"]}"', (4, size - 12 * max(1, size // 256)), scale=max(1, size // 256))
+            tiles.append(tile)
+            env.close()
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (-len(tiles) % columns)
+    rows = [np.concatenate(tiles[i:i + columns], axis=1) for i in range(0, len(tiles), columns)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    imageio.imwrite(out, np.concatenate(rows, axis=0))
+    return out
