@@ -115,6 +115,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"unknown reset option(s) {unknown}; valid options: {', '.join(RESET_OPTIONS) or 'none'}")
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self.controller.qpos_adr] = self.robot.home_qpos
+        self.data.qpos[self._grip_qpos] = self.robot.gripper_open_qpos
         self.layout = self._sample_layout()
         self._place_objects(self.layout)
         mujoco.mj_forward(self.model, self.data)

@@ -47,6 +47,7 @@ class RobotInfo:
     gripper_actuators: tuple[GripperActuator, ...]
     gripper_joints: tuple[str, ...]
     gripper_open_width: float  # sum of |finger joint| when fully open (normalises the opening)
+    gripper_open_qpos: tuple[float, ...]  # finger joint values when fully open (episodes start open)
     home_qpos: tuple[float, ...]
     base_pos: tuple[float, float, float]
     reach: float  # metres from the base axis that layouts must respect

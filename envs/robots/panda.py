@@ -91,6 +91,7 @@ PANDA_INFO = RobotInfo(
     ),
     gripper_joints=("g_finger_joint1", "g_finger_joint2"),
     gripper_open_width=0.08,
+    gripper_open_qpos=(0.04, -0.04),
     home_qpos=(0.0, -0.0719, 0.0, -2.5461, 0.0, 2.4743, 0.7859),  # tcp at (0.3, 0, 0.2), pointing down
     base_pos=(-0.15, 0.0, 0.0),
     reach=0.85,

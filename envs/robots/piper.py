@@ -147,6 +147,7 @@ PIPER_INFO = RobotInfo(
     gripper_actuators=(GripperActuator("gripper", open_ctrl=0.035, closed_ctrl=0.0),),
     gripper_joints=("joint7", "joint8"),
     gripper_open_width=0.07,
+    gripper_open_qpos=(0.035, -0.035),
     # tcp at (0.28, 0, 0.2), approach axis leaning 40 deg outward (solved with EndEffectorController.solve_ik);
     # the published keyframe `home` (0, 1.57, -1.3485, 0, 0, 0) points the gripper forward instead. With the
     # gripper straight down the wrist (joint5, +/-70 deg) would only reach below 0.1 m, hence the lean.
