@@ -112,3 +112,14 @@ def test_import_chooses_egl_without_display_and_respects_a_choice():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "MUJOCO_GL": "glfw"}, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "glfw"  # the user's choice is kept
+
+
+def test_render_profiles(make_env):
+    fast = make_env(env_id("PushButton", "Panda"), cameras=("agentview",))
+    full = make_env(env_id("PushButton", "Panda"), cameras=("agentview",), render_profile="full")
+    assert fast.unwrapped.model.nmesh < full.unwrapped.model.nmesh  # fast drops the visual meshes
+    assert fast.unwrapped.model.vis.quality.shadowsize == 0 < full.unwrapped.model.vis.quality.shadowsize
+    image_fast, _ = fast.reset(seed=0)
+    image_full, _ = full.reset(seed=0)
+    assert not np.array_equal(image_fast["agentview"], image_full["agentview"])
+    assert np.array_equal(fast.unwrapped.data.qpos, full.unwrapped.data.qpos)  # same physics

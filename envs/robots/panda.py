@@ -74,6 +74,10 @@ def build_panda(profile: str = "fast") -> mujoco.MjSpec:
     add_tcp_and_wrist_camera(arm.body("g_eef"), [0, 0, 0], [0.7071068, 0, 0, 0.7071068])
     if profile == "fast":
         _strip_visual_meshes(arm)
+    else:  # draw the visual meshes only: collision geoms go to group 3, which is not rendered
+        for geom in arm.geoms:
+            if geom.contype or geom.conaffinity:
+                geom.group = 3
     set_collision_class(arm)
     for geom in arm.body("link0").geoms:  # the base rests on the table: no contacts to compute
         geom.contype = 0
