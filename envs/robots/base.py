@@ -14,7 +14,7 @@ Conventions shared by every robot (so one action means the same on each):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import mujoco
@@ -55,7 +55,6 @@ class RobotInfo:
     wrist_camera: str = "wrist"
     nullspace_gain: float = 0.0  # pulls redundant arms toward home_qpos
     approach_tilt: float = 0.0  # radians the experts lean the approach axis outward (PiPER's wrist needs it)
-    extra: dict = field(default_factory=dict)
 
     def full(self, name: str) -> str:
         """The element's name inside a scene."""
