@@ -12,14 +12,16 @@ import mujoco
 import numpy as np
 
 from envs.controller import ControllerConfig, EndEffectorController
+from envs.objects import DISTRACTORS
+from envs.perturbations import Context, Episode, Perturber, corrupt, parse_variant
 from envs.robots import get_robot
-from envs.robots.base import R_DOWN
+from envs.robots.base import PREFIX, R_DOWN
 from envs.scene import MAX_RENDER_SIZE, PROFILES, SUBSTEPS, compile_scene
 from envs.tasks.library import get_task
 from envs.world import World
 
 CAMERAS = ("agentview", "wrist")
-RESET_OPTIONS: tuple[str, ...] = ()
+RESET_OPTIONS: tuple[str, ...] = ("perturbation",)
 INSTRUCTION_CHARSET = frozenset(string.ascii_letters + string.digits + " ,.;:'!?-()")
 STATE_DIM = 8
 SETTLE_STEPS = 2  # control steps of physics after placing objects, so contacts start at rest
@@ -62,14 +64,17 @@ class TabletopEnv(gym.Env):
     ``task``, ``robot`` (``Panda`` or ``Piper``), ``render_mode`` (``rgb_array`` or None),
     ``image_size`` (int or (height, width), default 128), ``cameras`` (subset of
     ``("agentview", "wrist")``; empty for state-only rollouts), ``render_profile`` (``fast`` or
-    ``full``), ``controller`` (:class:`ControllerConfig`).
+    ``full``), ``controller`` (:class:`ControllerConfig`), ``perturbation`` (the default variant,
+    e.g. ``"light:3,camera:2"``; ``reset(options={"perturbation": ...})`` overrides it per episode).
+    ``info["perturbation"]`` names the variant, its seed and every parameter it sampled.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, task: str, robot: str, render_mode: str | None = "rgb_array",
                  image_size: int | tuple[int, int] = 128, cameras: tuple[str, ...] = CAMERAS,
-                 render_profile: str = "fast", controller: ControllerConfig | None = None) -> None:
+                 render_profile: str = "fast", controller: ControllerConfig | None = None,
+                 perturbation: str | None = None) -> None:
         self.task = get_task(task)
         self.robot = get_robot(robot).info
         if render_mode not in (None, "rgb_array"):
@@ -80,6 +85,7 @@ class TabletopEnv(gym.Env):
         if bad or len(set(cameras)) != len(cameras):
             raise ValueError(f"invalid cameras {tuple(cameras)!r}; valid cameras: {', '.join(CAMERAS)} (each at most once)")
         self.height, self.width = _image_size(image_size)
+        self.default_variant = parse_variant(perturbation)
         self.render_mode, self.cameras, self.render_profile = render_mode, tuple(cameras), render_profile
 
         self.model = compile_scene(self.task.scene, self.robot.name, render_profile)
@@ -91,6 +97,14 @@ class TabletopEnv(gym.Env):
         self._free_qpos = {o.name: self.model.joint(f"{o.name}/free").qposadr[0]
                            for o in self.task.scene.objects if o.movable}
         self._grip_qpos = np.array([self.model.joint(self.robot.full(j)).qposadr[0] for j in self.robot.gripper_joints])
+        self._distractor_qpos = {d.name: self.model.joint(f"{d.name}/free").qposadr[0] for d in DISTRACTORS}
+        self._robot_geom = np.array([self.model.body(b).name.startswith(PREFIX) for b in self.model.geom_bodyid])
+        self._scratch = mujoco.MjData(self.model)  # for checking perturbed start poses
+        self.perturber = Perturber(Context(self.model, self.robot, self.task, self.width, self._arm_is_clear))
+        self.instruction = self.task.instruction
+        self._noise: dict | None = None
+        self._materials_dirty = True
+        self._noise_rng = np.random.default_rng(0)
         self._renderer: mujoco.Renderer | None = None
         self._scene_option = mujoco.MjvOption()
         self._scene_option.sitegroup[:] = 0  # sites are bookkeeping, never drawn
@@ -103,28 +117,36 @@ class TabletopEnv(gym.Env):
         low = np.array([-2.0, -2.0, -1.0, -1.0, -1.0, -1.0, -1.0, 0.0], np.float32)
         high = np.array([2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.5], np.float32)
         spaces["state"] = gym.spaces.Box(low, high, (STATE_DIM,), np.float32)
-        spaces["instruction"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
+        spaces["instruction"] = gym.spaces.Text(max_length=512, charset=INSTRUCTION_CHARSET)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
 
     # ----------------------------------------------------------------------------------- episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        unknown = sorted(set(options or {}) - set(RESET_OPTIONS))
+        options = options or {}
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid options: {', '.join(RESET_OPTIONS) or 'none'}")
+            raise ValueError(f"unknown reset option(s) {unknown}; valid options: {', '.join(RESET_OPTIONS)}")
+        variant = parse_variant(options["perturbation"]) if "perturbation" in options else self.default_variant
+        episode_seed = seed if seed is not None else int(self.np_random.integers(2**31))
         mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[self.controller.qpos_adr] = self.robot.home_qpos
-        self.data.qpos[self._grip_qpos] = self.robot.gripper_open_qpos
-        self.layout = self._sample_layout()
-        self._place_objects(self.layout)
+        episode = Episode(seed=episode_seed, layout=self._sample_layout(), arm_qpos=np.asarray(self.robot.home_qpos, float),
+                          instruction=self.task.instruction)
+        params = self.perturber.perturb(variant, episode_seed, episode)
+        self._place(episode, self.data)
         mujoco.mj_forward(self.model, self.data)
         self.controller.reset(self.data)
         mujoco.mj_step(self.model, self.data, nstep=SETTLE_STEPS * SUBSTEPS)
+        self.layout, self.instruction, self._noise = episode.layout, episode.instruction, episode.image_noise
+        self._materials_dirty = True
+        if self._noise is not None:
+            self._noise_rng = np.random.default_rng(self._noise["frame_seed"])
         self._stage = 0
         self._advance_goals()
         info = self._info()
-        info["layout"] = {k: [round(float(v), 5) for v in p] for k, p in self.layout.items()}
+        info["layout"] = {k: [round(float(v), 5) for v in p] for k, p in {**episode.layout, **episode.distractors}.items()}
+        info["perturbation"] = {"variant": str(variant), "seed": episode_seed, "params": params}
         return self._observation(), info
 
     def step(self, action):
@@ -168,17 +190,39 @@ class TabletopEnv(gym.Env):
             layout[obj.name] = (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(*obj.yaw))
         return layout
 
-    def _place_objects(self, layout: dict[str, tuple[float, float, float]]) -> None:
+    def _place(self, episode: Episode, data: mujoco.MjData) -> None:
+        """Write an episode's set-up into ``data`` (fixed objects into ``model.body_pos``)."""
         for obj in self.task.scene.objects:
-            x, y, yaw = layout[obj.name]
+            x, y, yaw = episode.layout[obj.name]
             quat = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
             if obj.movable:
                 adr = self._free_qpos[obj.name]
-                self.data.qpos[adr:adr + 7] = [x, y, self.model.body(obj.name).pos[2], *quat]
+                data.qpos[adr:adr + 7] = [x, y, self.model.body(obj.name).pos[2], *quat]
             else:
                 body = self.world.body_ids[obj.name]
                 self.model.body_pos[body, :2] = (x, y)
                 self.model.body_quat[body] = quat
+        for item in DISTRACTORS:  # unplaced ones stay parked where they were compiled (qpos0)
+            adr = self._distractor_qpos[item.name]
+            if item.name in episode.distractors:
+                x, y, yaw = episode.distractors[item.name]
+                data.qpos[adr:adr + 7] = [x, y, item.half_height, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+            else:
+                data.qpos[adr:adr + 7] = self.model.qpos0[adr:adr + 7]
+        data.qpos[self.controller.qpos_adr] = episode.arm_qpos
+        data.qpos[self._grip_qpos] = self.robot.gripper_open_qpos
+
+    def _arm_is_clear(self, arm_qpos: np.ndarray, episode: Episode) -> bool:
+        """Whether the arm at ``arm_qpos`` starts above the table and touches nothing."""
+        scratch = self._scratch
+        mujoco.mj_resetData(self.model, scratch)
+        self._place(episode, scratch)
+        scratch.qpos[self.controller.qpos_adr] = arm_qpos
+        mujoco.mj_forward(self.model, scratch)
+        if scratch.site_xpos[self.controller.site][2] < 0.06:
+            return False
+        contacts = scratch.contact[: scratch.ncon]
+        return not any(self._robot_geom[c.geom1] or self._robot_geom[c.geom2] for c in contacts)
 
     def _advance_goals(self) -> bool:
         """Latch goals that hold, in order; True once all have held."""
@@ -198,6 +242,9 @@ class TabletopEnv(gym.Env):
                 for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
                              mujoco.mjtRndFlag.mjRND_SKYBOX):
                     self._renderer.scene.flags[flag] = 0
+        if self._materials_dirty:
+            _sync_materials(self.model, self._renderer)
+            self._materials_dirty = False
         self._renderer.update_scene(self.data, camera=self._camera_ids[camera], scene_option=self._scene_option)
         return self._renderer.render()
 
@@ -213,8 +260,10 @@ class TabletopEnv(gym.Env):
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {cam: self._render(cam) for cam in self.cameras}
+        if self._noise is not None and "agentview" in obs:
+            obs["agentview"] = corrupt(obs["agentview"], self._noise, self._noise_rng)
         obs["state"] = self.proprio()
-        obs["instruction"] = self.task.instruction
+        obs["instruction"] = self.instruction
         return obs
 
     def _info(self) -> dict[str, Any]:
@@ -238,6 +287,16 @@ class TabletopEnv(gym.Env):
         return {"tcp_pos": pos, "tcp_mat": mat, "gripper": float(self.proprio()[7]), "objects": objects,
                 "robot_base": np.asarray(self.robot.base_pos), "approach_tilt": self.robot.approach_tilt,
                 "stage": self._stage}
+
+
+def _sync_materials(model: mujoco.MjModel, renderer: mujoco.Renderer) -> None:
+    """Copy material texture choices into the GL context, which keeps its own copy from creation
+    (without this, a texture switched between episodes is never drawn)."""
+    context = renderer._mjr_context
+    n = model.nmat
+    context.mat_texid[: model.mat_texid.size] = model.mat_texid.ravel()
+    context.mat_texrepeat[: 2 * n] = model.mat_texrepeat.ravel()
+    context.mat_texuniform[:n] = model.mat_texuniform
 
 
 def _image_size(size: int | tuple[int, int]) -> tuple[int, int]:

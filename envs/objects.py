@@ -9,6 +9,8 @@ articulations ``NAME/joint``; sites ``NAME/top`` (support surface or button top)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mujoco
 
 from envs.tasks.spec import ObjectSpec
@@ -109,6 +111,50 @@ def add_button(spec: mujoco.MjSpec, obj: ObjectSpec) -> None:
     cap.add_geom(type=CYL, pos=[0, 0, 0.0], size=[radius, travel, 0], rgba=list(obj.rgba), mass=0.02)
     _site(cap, f"{obj.name}/top", [0, 0, travel])
     spec.add_exclude(bodyname1=obj.name, bodyname2=f"{obj.name}/cap")
+
+
+@dataclass(frozen=True)
+class Distractor:
+    """A clutter object for the layout perturbation: never a cube, plate, bowl or red thing, so it
+    cannot be mistaken for what an instruction names."""
+
+    name: str
+    geom: int
+    size: tuple[float, float, float]
+    rgba: tuple[float, float, float, float]
+
+    @property
+    def half_height(self) -> float:
+        return self.size[1] if self.geom == CYL else self.size[2]
+
+    @property
+    def radius(self) -> float:
+        return float(max(self.size[:2])) if self.geom == BOX else self.size[0]
+
+
+DISTRACTORS: tuple[Distractor, ...] = (
+    Distractor("distractor_can", CYL, (0.022, 0.035, 0.0), (0.45, 0.3, 0.6, 1.0)),
+    Distractor("distractor_book", BOX, (0.045, 0.03, 0.01, ), (0.45, 0.3, 0.15, 1.0)),
+    Distractor("distractor_block", BOX, (0.012, 0.02, 0.03), (0.95, 0.55, 0.1, 1.0)),
+    Distractor("distractor_puck", CYL, (0.03, 0.008, 0.0), (0.3, 0.3, 0.33, 1.0)),
+    Distractor("distractor_tin", CYL, (0.032, 0.018, 0.0), (0.7, 0.72, 0.75, 1.0)),
+)
+PARK_X, PARK_Z = -1.4, -0.75  # behind the back wall, on the floor: out of every camera's view
+
+
+def park_position(index: int, item: Distractor) -> tuple[float, float, float]:
+    """Where an unused distractor waits (compiled there once, moved back there on reset)."""
+    return (PARK_X, -0.6 + 0.3 * index, PARK_Z + item.half_height)
+
+
+def add_distractors(spec: mujoco.MjSpec) -> None:
+    """Compile the distractor pool into the scene, parked out of view."""
+    for index, item in enumerate(DISTRACTORS):
+        body = spec.worldbody.add_body(name=item.name, pos=list(park_position(index, item)))
+        body.add_freejoint(name=f"{item.name}/free")
+        size = list(item.size) if item.geom == BOX else [item.size[0], item.size[1], 0]
+        body.add_geom(name=f"{item.name}/geom", type=item.geom, size=size, rgba=list(item.rgba), mass=0.05,
+                      friction=GRIP_FRICTION, condim=4)
 
 
 BUILDERS = {

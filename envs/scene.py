@@ -14,10 +14,11 @@ from functools import lru_cache
 import mujoco
 import numpy as np
 
-from envs.objects import add_object
+from envs.objects import add_distractors, add_object
 from envs.robots import RobotEntry, get_robot
 from envs.robots.base import PREFIX
 from envs.tasks.spec import SceneSpec
+from envs.textures import TEXTURES
 
 PROFILES = ("fast", "full")
 TIMESTEP = 0.002
@@ -30,6 +31,8 @@ SCENE_CENTRE = (0.3, 0.0, 0.05)
 AGENTVIEW_POS = (1.0, 0.0, 0.72)
 AGENTVIEW_FOVY = 45.0
 MAX_RENDER_SIZE = 1024
+EXTRA_LIGHTS = 2
+BACKGROUND_MATERIALS = ("table_mat", "wall_mat", "floor_mat")
 
 
 def lookat_quat(pos: tuple[float, float, float], target: tuple[float, float, float]) -> list[float]:
@@ -84,8 +87,16 @@ def _arena(spec: mujoco.MjSpec, profile: str) -> None:
                     specular=[0.1, 0.1, 0.1], castshadow=shadows)
     world.add_light(name="fill", pos=[0.8, -0.8, 1.5], dir=[-0.3, 0.4, -1.0], diffuse=[0.25, 0.25, 0.25],
                     specular=[0, 0, 0], castshadow=False)
+    for k in range(1, EXTRA_LIGHTS + 1):  # switched on by the light perturbation
+        world.add_light(name=f"extra_{k}", pos=[0.3, 0.0, 1.5], dir=[0, 0, -1], diffuse=[0.3, 0.3, 0.3],
+                        specular=[0, 0, 0], castshadow=False, active=False)
     world.add_camera(name="agentview", pos=list(AGENTVIEW_POS), quat=lookat_quat(AGENTVIEW_POS, SCENE_CENTRE),
                      fovy=AGENTVIEW_FOVY)
+    for texture in TEXTURES:  # the background perturbation's set, compiled once
+        image = texture.make()
+        tex = spec.add_texture(name=texture.name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=image.shape[1],
+                               height=image.shape[0], nchannel=3)
+        tex.data = image.tobytes()
 
 
 def build_spec(scene: SceneSpec, robot: RobotEntry, profile: str = "fast") -> mujoco.MjSpec:
@@ -100,6 +111,7 @@ def build_spec(scene: SceneSpec, robot: RobotEntry, profile: str = "fast") -> mu
     spec.attach(robot.build(profile), frame=frame, prefix=PREFIX)
     for obj in scene.objects:
         add_object(spec, obj)
+    add_distractors(spec)
     return spec
 
 

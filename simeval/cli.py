@@ -37,6 +37,13 @@ def _build_parser() -> argparse.ArgumentParser:
     render.add_argument("--robots", default="", help="comma-separated robot names (default: all)")
     render.add_argument("--profile", default="fast", help="render profile: fast or full")
     render.add_argument("--columns", type=int, default=4, help="tiles per row")
+    gallery = sub.add_parser("gallery", help="agentview for each perturbation dimension (rows) at levels 0-5")
+    gallery.add_argument("--task", default="PutCubeOnPlate")
+    gallery.add_argument("--robot", default="Piper")
+    gallery.add_argument("--out", type=Path, default=None, help="PNG path (default results/gallery_<robot>.png)")
+    gallery.add_argument("--size", type=int, default=160, help="pixels per tile")
+    gallery.add_argument("--seed", type=int, default=0)
+    gallery.add_argument("--profile", default="fast", help="render profile: fast or full")
     return parser
 
 
@@ -100,7 +107,25 @@ def _cmd_render_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks}
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from envs.robots import ROBOTS
+    from envs.scene import PROFILES
+    from envs.tasks.library import TASKS
+    from simeval.pictures import perturbation_gallery
+
+    _names(args.task, [t.name for t in TASKS], "task")
+    _names(args.robot, list(ROBOTS), "robot")
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown --profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if not 64 <= args.size <= 1024:
+        raise UsageError(f"--size must be within 64..1024, got {args.size}")
+    out = args.out or Path(f"results/gallery_{args.robot.lower()}.png")
+    path = perturbation_gallery(args.task, args.robot, out, size=args.size, seed=args.seed, profile=args.profile)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,3 +35,48 @@ def task_grid(tasks: Sequence[str], robots: Sequence[str], out: Path, size: int 
     out.parent.mkdir(parents=True, exist_ok=True)
     imageio.imwrite(out, np.concatenate(rows, axis=0))
     return out
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])
+
+
+def perturbation_gallery(task: str, robot: str, out: Path, size: int = 160, seed: int = 0,
+                         profile: str = "fast") -> Path:
+    """Agentview at reset for every dimension (rows) at levels 0-5 (columns), one PNG.
+
+    The language row shows the (unchanged) scene with the rewritten instruction written on it.
+    """
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from envs.perturbations import DIMENSIONS, MAX_LEVEL
+    from envs.registration import env_id
+
+    env = gym.make(env_id(task, robot), image_size=size, cameras=("agentview",), render_profile=profile)
+    scale = max(1, size // 160)
+    rows = []
+    try:
+        for dimension in DIMENSIONS:
+            tiles = []
+            for level in range(MAX_LEVEL + 1):
+                obs, _ = env.reset(seed=seed, options={"perturbation": f"{dimension}:{level}"})
+                tile = obs["agentview"].copy()
+                if dimension == "language":
+                    for k, line in enumerate(_wrap(obs["instruction"], 30)[:9]):
+                        draw_text(tile, line, (3, 3 + 12 * scale * k), scale=scale)
+                draw_text(tile, f"{dimension}:{level}", (3, size - 13 * scale), scale=scale, color=(255, 230, 80))
+                tiles.append(tile)
+            rows.append(np.concatenate(tiles, axis=1))
+    finally:
+        env.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    imageio.imwrite(out, np.concatenate(rows, axis=0))
+    return out

@@ -22,8 +22,8 @@ STEPS = {"spatial": 220, "object": 280, "goal": 300, "long": 520}
 SPATIAL_SCENE = SceneSpec(
     name="two_cubes_plate",
     objects=(
-        ObjectSpec("cube_left", "cube", CUBE, (0.27, 0.33, 0.11, 0.17), YELLOW, YAW),
-        ObjectSpec("cube_right", "cube", CUBE, (0.27, 0.33, -0.17, -0.11), YELLOW, YAW),
+        ObjectSpec("cube_left", "cube", CUBE, (0.27, 0.33, 0.11, 0.17), YELLOW, YAW, where="on the left"),
+        ObjectSpec("cube_right", "cube", CUBE, (0.27, 0.33, -0.17, -0.11), YELLOW, YAW, where="on the right"),
         ObjectSpec("plate", "plate", (0.06, 0.005), (0.41, 0.45, -0.03, 0.03), WHITE),
     ),
 )
@@ -31,8 +31,8 @@ SPATIAL_SCENE = SceneSpec(
 OBJECT_SCENE = SceneSpec(
     name="three_objects_bowl",
     objects=(
-        ObjectSpec("red_cube", "cube", CUBE, (0.26, 0.30, 0.13, 0.17), RED, YAW),
-        ObjectSpec("blue_cube", "cube", CUBE, (0.26, 0.30, -0.02, 0.02), BLUE, YAW),
+        ObjectSpec("red_cube", "cube", CUBE, (0.26, 0.30, 0.13, 0.17), RED, YAW, adjective="red"),
+        ObjectSpec("blue_cube", "cube", CUBE, (0.26, 0.30, -0.02, 0.02), BLUE, YAW, adjective="blue"),
         ObjectSpec("cylinder", "cylinder", (0.02, 0.025), (0.26, 0.30, -0.17, -0.13), GREEN),
         ObjectSpec("bowl", "bowl", (0.06, 0.035), (0.42, 0.45, -0.03, 0.03), TEAL),
     ),

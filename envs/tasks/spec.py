@@ -31,6 +31,8 @@ class ObjectSpec:
     region: Region
     rgba: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 1.0)
     yaw: tuple[float, float] = (0.0, 0.0)  # radians, sampled uniformly
+    adjective: str = ""  # how instructions tell it apart: "red", ...
+    where: str = ""  # ... or by position: "on the left"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
