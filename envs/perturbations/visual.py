@@ -111,8 +111,8 @@ FLOOR_COLOUR = np.array([0.39, 0.39, 0.42])  # the nominal floor is a grey check
 
 def _bands(nominal: np.ndarray) -> list[list[str]]:
     """The texture set in thirds, from least to most unlike a surface of colour ``nominal``."""
-    means = {t.name: t.make().reshape(-1, 3).mean(axis=0) / 255.0 for t in TEXTURES}
-    ranked = sorted(means, key=lambda name: float(np.abs(means[name] - nominal).sum()))
+    unlike = {t.name: float(np.abs(t.make().reshape(-1, 3) / 255.0 - nominal).mean()) for t in TEXTURES}
+    ranked = sorted(unlike, key=unlike.get)  # per-pixel distance: a checker is far from its mean
     third = len(ranked) // 3
     return [ranked[:third], ranked[third:2 * third], ranked[2 * third:]]
 
