@@ -9,7 +9,7 @@ robot; the only robot-specific input is how far the robot leans its approach axi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from envs.controller import ControllerConfig, rotation_error
 from envs.robots.base import R_DOWN
 from envs.tasks.predicates import In, Lifted, On, Open, Pressed
 from envs.tasks.spec import TaskSpec
+from policies.base import Batch, EpisodeStart, Policy
 
 OPEN, CLOSE = -1.0, 1.0
 Priv = dict[str, Any]
@@ -263,3 +264,26 @@ def rollout(env, expert: ScriptedExpert, seed: int) -> RolloutResult:
         steps += 1
         if terminated or truncated:
             return RolloutResult(seed, bool(info["success"]), steps)
+
+
+class ScriptedPolicy(Policy):
+    """The scripted experts behind the batched policy contract: one expert per slot, fed the
+    privileged state the env pool ships for policies that ask for it."""
+
+    needs_privileged = True
+    needs_images = False
+
+    def __init__(self, config: ExpertConfig | None = None) -> None:
+        self.config = config
+        self._experts: dict[int, ScriptedExpert] = {}
+
+    def reset(self, slots: Sequence[int], starts: Sequence[EpisodeStart]) -> None:
+        from envs.tasks.library import get_task
+
+        for slot, start in zip(slots, starts):
+            self._experts[slot] = ScriptedExpert(get_task(start.task), self.config)
+
+    def act(self, batch: Batch) -> np.ndarray:
+        if batch.privileged is None:
+            raise ValueError("the scripted policy needs privileged state from the env pool")
+        return np.stack([self._experts[s].act(p) for s, p in zip(batch.slots, batch.privileged)]).astype(np.float32)

@@ -1,4 +1,4 @@
-"""The ``simeval`` command line: ``simeval list envs [--json]``, ``simeval render-tasks``.
+"""The ``simeval`` command line: ``run``, ``check``, ``list``, ``render-tasks``, ``gallery``.
 
 Bad input gets one line on stderr naming what is wrong and what is valid, and exit code 2.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -25,8 +26,29 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simeval", description="Evaluate VLA policies on perturbed MuJoCo tabletop worlds.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    lst = sub.add_parser("list", help="list environments, tasks or robots")
-    lst.add_argument("what", choices=("envs", "tasks", "robots"))
+    run = sub.add_parser("run", help="evaluate a policy on a suite of (perturbed) episodes")
+    run.add_argument("--policy", required=True, help="scripted, random, or a checkpoint directory")
+    run.add_argument("--suite", required=True, help="a built-in suite (simeval list suites) or a suite YAML file")
+    run.add_argument("--robot", default="", help="only these robots (comma-separated)")
+    run.add_argument("--tasks", default="", help="only these tasks (comma-separated)")
+    run.add_argument("--episodes", type=int, default=None, help="episodes per cell (overrides the suite)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
+    run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<suite>-<policy>)")
+    run.add_argument("--video", default="examples", help="examples (default), all or none")
+    run.add_argument("--seed", type=int, default=None, help="suite seed (overrides the suite)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run: only missing episodes")
+    run.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    run.add_argument("--episode", default=None, help="re-run this one episode id alone")
+
+    check = sub.add_parser("check", help="fail when a run's success rates fell below a baseline's")
+    check.add_argument("--run", type=Path, required=True, help="a run directory (or its results.json)")
+    check.add_argument("--baseline", type=Path, required=True, help="baseline JSON (a results.json works too)")
+    check.add_argument("--update", action="store_true", help="write the run as the new baseline instead")
+    check.add_argument("--alpha", type=float, default=0.05, help="one-sided significance (default 0.05)")
+    check.add_argument("--min-effect", type=float, default=0.10, help="smallest drop that counts (default 0.10)")
+
+    lst = sub.add_parser("list", help="list environments, tasks, robots or suites")
+    lst.add_argument("what", choices=("envs", "tasks", "robots", "suites"))
     lst.add_argument("--json", action="store_true", help="machine-readable output")
 
     render = sub.add_parser("render-tasks", help="a grid picture of every task on every robot (agentview)")
@@ -61,6 +83,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
             width = max(len(row["id"]) for row in rows)
             for row in rows:
                 print(f"{row['id']:<{width}}  {row['family']:<8} {row['max_steps']:>4} steps  \"{row['instruction']}\"")
+    elif args.what == "suites":
+        from simeval.suites import builtin_suites, load_suite
+
+        rows = []
+        for name in sorted(builtin_suites()):
+            suite = load_suite(name)
+            rows.append({"suite": name, "episodes": len(suite.episode_specs()), "description": suite.description})
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for row in rows:
+                print(f"{row['suite']:<10} {row['episodes']:>5} episodes  {row['description']}")
     elif args.what == "tasks":
         rows = [{"task": t.name, "family": t.family, "instruction": t.instruction, "max_steps": t.max_steps,
                  "goals": [repr(g) for g in t.goals]} for t in TASKS]
@@ -125,7 +159,80 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery}
+def _cmd_run(args: argparse.Namespace) -> int:
+    from envs.robots import ROBOTS
+    from envs.tasks.library import TASKS
+    from simeval.harness import RunRequest, default_out, execute
+    from simeval.suites import load_suite
+    from simeval.video import MODES
+
+    suite = load_suite(args.suite)
+    if args.robot:
+        suite.robots = [r for r in _names(args.robot, list(ROBOTS), "robot") if r in suite.robots] or \
+            _fail(f"--robot {args.robot}: none of these robots is in suite {suite.name!r} ({', '.join(suite.robots)})")
+    if args.tasks:
+        suite.tasks = [t for t in _names(args.tasks, [t.name for t in TASKS], "task") if t in suite.tasks] or \
+            _fail(f"--tasks {args.tasks}: none of these tasks is in suite {suite.name!r}")
+    if args.episodes is not None:
+        if args.episodes < 1:
+            raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+        suite.episodes = args.episodes
+    if args.seed is not None:
+        suite.seed = args.seed
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.video not in MODES:
+        raise UsageError(f"unknown --video mode {args.video!r}; valid modes: {', '.join(MODES)}")
+    from policies.loader import load_policy
+
+    load_policy(args.policy)  # fail fast on a bad spec, before any directory is touched
+    out = args.out or default_out(suite, args.policy, args.episode)
+    request = RunRequest(suite=suite, policy=args.policy, out=out, workers=args.workers, video=args.video,
+                         resume=args.resume, force=args.force, episode=args.episode)
+    results = execute(request)
+    overall = results["overall"]
+    low, high = overall["ci95"]
+    rate = overall["rate"] if overall["rate"] is not None else 0.0
+    print(f"{suite.name} / {args.policy}: {overall['successes']}/{overall['n']} succeeded ({rate:.1%}, 95% CI "
+          f"{low:.1%}-{high:.1%}); wrote {out}/results.json, summary.md, report.html")
+    return 0
+
+
+def _fail(message: str):
+    raise UsageError(message)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from simeval.check import baseline_from_results, compare, format_report
+
+    path = args.run / "results.json" if args.run.is_dir() else args.run
+    run = _read_json(path, "--run")
+    if args.update:
+        args.baseline.parent.mkdir(parents=True, exist_ok=True)
+        args.baseline.write_text(json.dumps(baseline_from_results(run), indent=1) + "\n")
+        print(f"wrote baseline {args.baseline} from {path}")
+        return 0
+    if not 0 < args.alpha < 1 or not 0 <= args.min_effect < 1:
+        raise UsageError(f"--alpha must be in (0, 1) and --min-effect in [0, 1), got {args.alpha}, {args.min_effect}")
+    result = compare(run, _read_json(args.baseline, "--baseline"), alpha=args.alpha, min_effect=args.min_effect)
+    print(format_report(result))
+    return 0 if result.passed else 1
+
+
+def _read_json(path: Path, flag: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot read it ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{flag} {path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(data, dict) or "overall" not in data:
+        raise UsageError(f"{flag} {path}: not a simeval results.json or baseline (no 'overall')")
+    return data
+
+
+COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
+            "check": _cmd_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,3 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as err:
         print(f"simeval: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("simeval: interrupted; finished episodes are in episodes.jsonl (continue with --resume)",
+              file=sys.stderr)
+        return 130

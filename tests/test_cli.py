@@ -32,3 +32,18 @@ def test_render_tasks_writes_a_labelled_grid(tmp_path, capsys):
     tiles = [image[:64, :64], image[:64, 64:], image[64:, :64], image[64:, 64:]]
     assert all(t.std() > 5 for t in tiles)
     assert not np.array_equal(tiles[0], tiles[1])  # Panda and Piper differ
+
+
+def test_gallery_is_dimensions_by_levels(tmp_path, capsys):
+    out = tmp_path / "gallery.png"
+    assert main(["gallery", "--task", "PushButton", "--robot", "Panda", "--size", "64", "--out", str(out)]) == 0
+    image = imageio.imread(out)
+    assert image.shape == (7 * 64, 6 * 64, 3)
+    tiles = image.reshape(7, 64, 6, 64, 3).swapaxes(1, 2)
+    for row in (0, 3, 4, 5):  # camera, light, background, noise: level 5 differs from level 0
+        assert np.abs(tiles[row, 5].astype(float) - tiles[row, 0]).mean() > 3
+
+
+def test_gallery_bad_input(capsys):
+    assert main(["gallery", "--robot", "UR5"]) == 2
+    assert "unknown robot UR5" in capsys.readouterr().err

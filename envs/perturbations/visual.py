@@ -126,7 +126,7 @@ class Background:
     name = "background"
 
     def __init__(self) -> None:
-        self._bands: dict[str, list[list[str]]] = {}
+        self._bands: dict[tuple, list[list[str]]] = {}
 
     def sample(self, level: int, rng: np.random.Generator, ctx: Context, episode: Episode) -> Params:
         materials, tint = BACKGROUND_LEVELS[level]
@@ -142,10 +142,11 @@ class Background:
         return out
 
     def _band(self, ctx: Context, material: str) -> list[list[str]]:
-        if material not in self._bands:
-            colour = FLOOR_COLOUR if material == "floor_mat" else ctx.nominal["mat_rgba"][ctx.materials[material], :3]
-            self._bands[material] = _bands(np.asarray(colour))
-        return self._bands[material]
+        colour = FLOOR_COLOUR if material == "floor_mat" else ctx.nominal["mat_rgba"][ctx.materials[material], :3]
+        key = tuple(np.round(colour, 4))
+        if key not in self._bands:  # ranked once per surface colour
+            self._bands[key] = _bands(np.asarray(colour))
+        return self._bands[key]
 
     def apply(self, ctx: Context, params: Params, episode: Episode) -> None:
         m, n = ctx.model, ctx.nominal

@@ -1,0 +1,133 @@
+"""``simeval run``: a suite, a policy and a run directory in; records, results, report, videos out.
+
+The run directory holds ``run.json`` (what was asked: the exact suite and policy), ``episodes.jsonl``
+(one record per finished episode, appended as it ends), ``results.json``, ``summary.md``,
+``report.html`` and ``videos/``. A directory from a different suite or policy is refused unless
+``--force``; one from the same run is continued with ``--resume`` (only missing episodes run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from simeval.suites import EpisodeSpec, Suite
+
+
+class RunError(ValueError):
+    """A user mistake about a run: reported as one line, exit code 2."""
+
+
+@dataclass
+class RunRequest:
+    suite: Suite
+    policy: str
+    out: Path
+    workers: int
+    video: str = "examples"
+    resume: bool = False
+    force: bool = False
+    episode: str | None = None
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("simeval", "mujoco", "numpy", "gymnasium", "robosuite", "torch"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def default_out(suite: Suite, policy: str, episode: str | None) -> Path:
+    name = Path(policy.rstrip("/")).name or "policy"
+    stem = f"{suite.name}-{name}" + (f"-{re.sub(r'[^A-Za-z0-9_.-]+', '_', episode)}" if episode else "")
+    return Path("runs") / stem
+
+
+def select(request: RunRequest) -> list[EpisodeSpec]:
+    specs = request.suite.episode_specs()
+    if request.episode is None:
+        return specs
+    chosen = [s for s in specs if s.id == request.episode]
+    if not chosen:
+        example = specs[0].id if specs else "none"
+        raise RunError(f"no episode {request.episode!r} in suite {request.suite.name!r} (ids look like {example!r})")
+    return chosen
+
+
+def prepare_dir(request: RunRequest, specs: list[EpisodeSpec]) -> list[dict]:
+    """Create or check the run directory; the records already there (kept when resuming)."""
+    meta = {"suite": request.suite.to_dict(), "policy": request.policy, "episode": request.episode}
+    out = request.out
+    meta_path, log = out / "run.json", out / "episodes.jsonl"
+    if out.exists() and request.force:
+        shutil.rmtree(out)
+    if meta_path.is_file():
+        previous = json.loads(meta_path.read_text())
+        if previous != meta:
+            raise RunError(f"{out} holds a run of another suite or policy ({previous.get('suite', {}).get('name')}, "
+                           f"{previous.get('policy')}); choose another --out or pass --force to overwrite it")
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+        wanted = {s.id for s in specs}
+        records = [r for r in records if r["id"] in wanted]
+        if records and not request.resume:
+            raise RunError(f"{out} already has {len(records)} finished episodes of this run; pass --resume to run "
+                           f"only the missing ones, or --force to start over")
+        log.write_text("".join(json.dumps(r) + "\n" for r in records))  # drops a torn last line, if any
+        return records
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not a simeval run directory; choose another --out or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+    return []
+
+
+def execute(request: RunRequest, kill_hook=None) -> dict:
+    """Run what is missing, then write results.json, summary.md and report.html; the results."""
+    from policies.loader import load_policy
+    from simeval.metrics import build_results
+    from simeval.pool import PoolConfig
+    from simeval.report import write_report_html, write_summary_md
+    from simeval.runner import Progress, append_record, rollout
+    from simeval.video import VideoPolicy
+
+    video = VideoPolicy(request.video)
+    policy = load_policy(request.policy)
+    specs = select(request)
+    done = prepare_dir(request, specs)
+    for record in done:
+        if record.get("video"):
+            cell = f"{record['dimension']}:{record['level']}" if record["level"] else "nominal"
+            video.seen(cell, record["success"])
+    finished = {r["id"] for r in done}
+    todo = [s for s in specs if s.id not in finished]
+    cameras: tuple[str, ...] = ("agentview", "wrist") if policy.needs_images else ()
+    if video.records_frames and "agentview" not in cameras:
+        cameras = ("agentview",)
+    config = PoolConfig(workers=max(1, min(request.workers, len(todo) or 1)), image_size=request.suite.image_size,
+                        cameras=cameras, privileged=policy.needs_privileged)
+    progress = Progress(len(specs), len(done), sum(r["success"] for r in done))
+    outcome = rollout(todo, policy, config, request.out, video, append_record(request.out / "episodes.jsonl"),
+                      progress, kill_hook=kill_hook) if todo else None
+    order = {s.id: i for i, s in enumerate(specs)}
+    records = sorted(done + (outcome.records if outcome else []), key=lambda r: order[r["id"]])
+    wall = outcome.wall_s if outcome else 0.0
+    steps = outcome.env_steps if outcome else 0
+    timing = {"wall_s": round(wall, 2), "env_steps": steps, "env_steps_per_s": round(steps / wall, 1) if wall else None,
+              "episodes_per_s": round(len(todo) / wall, 3) if wall else None, "episodes_run": len(todo),
+              "workers": config.workers, "worker_restarts": outcome.worker_restarts if outcome else 0,
+              "cpu_count": os.cpu_count()}
+    results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
+                            versions=versions())
+    (request.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_summary_md(results, request.out / "summary.md")
+    write_report_html(results, records, request.out / "report.html", request.out)
+    return results

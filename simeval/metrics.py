@@ -1,0 +1,186 @@
+"""Success rates with Wilson 95% intervals, per dimension / level / task / robot, and results.json.
+
+Reads episode records (one dict per finished episode, as appended to ``episodes.jsonl``) and knows
+nothing about MuJoCo or policies. An episode whose ``error`` is set counts as a failure and is also
+counted under ``errors``, so a crashing policy cannot look better than a failing one.
+
+The whole results.json is assembled by :func:`build_results`; its layout is :data:`SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+SCHEMA_ID = "simeval.results/1"
+
+SCHEMA = """\
+results.json, schema "simeval.results/1" (keys in this order):
+
+  schema         "simeval.results/1"
+  suite          dict, the suite as the harness resolved it (at least "name")
+  policy         str, the policy's name or checkpoint
+  overall        Cell
+  by_dimension   {dimension: Cell + {"drop_vs_nominal": float | null}}
+                 keys: "nominal", the seven dimensions in canonical order, then composed
+                 dimensions such as "camera+light"; drop = nominal rate - this rate (null
+                 without nominal episodes); only dimensions that have episodes appear
+  by_level       {"nominal" | "dimension:level": Cell}, e.g. "camera:3", "camera+light:2";
+                 dimensions in the order above, levels ascending
+  by_task        {task: Cell}, tasks in first-seen order
+  by_robot       {robot: Cell}, robots in first-seen order
+  by_task_robot  {"Task/Robot": Cell}, first-seen order
+  counts         {"episodes": int, "successes": int, "errors": int,
+                  "by_dimension": {dimension: episodes}}
+  timing         {"wall_s", "env_steps", "env_steps_per_s", "episodes_per_s"}
+  versions       {"simeval", "mujoco", "numpy", "gymnasium", "python"}
+  run            dict, free-form facts about the run (directory, workers, start time ...)
+
+Cell = {"n": int, "successes": int, "errors": int, "rate": float | null (null when n == 0),
+        "ci95": [low, high]}   (Wilson score interval, 95%)
+A baseline for ``simeval check`` has the same layout without timing/versions/run, plus
+"baseline_of": str (see simeval.check.baseline_from_results).
+"""
+
+# Canonical order; mirrors envs.perturbations.DIMENSIONS (a test keeps them equal) without
+# importing envs, so that metrics stay free of MuJoCo.
+DIMENSIONS = ("camera", "robot_init", "language", "light", "background", "noise", "layout")
+NOMINAL = "nominal"
+Z95 = 1.959964
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval: unlike p +- z*se it stays inside [0, 1] and is sane at 0/n and n/n."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be within 0..n={n}, got {successes}")
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Outcome counts of a group of episodes and their success rate with its 95% interval."""
+
+    n: int
+    successes: int
+    errors: int
+    rate: float | None
+    ci95_low: float
+    ci95_high: float
+
+    @classmethod
+    def of(cls, records: Iterable[dict]) -> "Cell":
+        n = successes = errors = 0
+        for record in records:
+            n += 1
+            successes += is_success(record)
+            errors += bool(record.get("error"))
+        low, high = wilson_interval(successes, n)
+        return cls(n, successes, errors, successes / n if n else None, low, high)
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = None if self.rate is None else round(self.rate, 6)
+        return {"n": self.n, "successes": self.successes, "errors": self.errors, "rate": rate,
+                "ci95": [round(self.ci95_low, 6), round(self.ci95_high, 6)]}
+
+
+def is_success(record: dict) -> bool:
+    """An episode succeeded when it says so and did not end in an error."""
+    return bool(record.get("success")) and not record.get("error")
+
+
+def dimension_level(record: dict) -> tuple[str, int]:
+    """(dimension, level) of a record: its own fields, or parsed from ``perturbation`` if absent."""
+    if "dimension" in record and "level" in record:
+        return str(record["dimension"]), int(record["level"])
+    text = str(record.get("perturbation") or NOMINAL).strip()
+    if text.lower() in ("", "none", NOMINAL):
+        return NOMINAL, 0
+    pairs = [part.strip().partition(":") for part in text.split(",") if part.strip()]
+    levels = {name.strip(): int(level) for name, _, level in pairs if int(level) > 0}
+    if not levels:
+        return NOMINAL, 0
+    return "+".join(sorted(levels, key=_dimension_sort_key)), max(levels.values())
+
+
+def _dimension_sort_key(dimension: str) -> tuple:
+    """nominal, then the canonical dimensions, then composed ones (by their parts), then unknown."""
+    if dimension == NOMINAL:
+        return (0,)
+    parts = dimension.split("+")
+    if all(p in DIMENSIONS for p in parts):
+        return (1 if len(parts) == 1 else 2, len(parts), tuple(DIMENSIONS.index(p) for p in parts))
+    return (3, dimension)
+
+
+def level_key(dimension: str, level: int) -> str:
+    """The ``by_level`` key: "nominal" or "dimension:level"."""
+    return NOMINAL if dimension == NOMINAL else f"{dimension}:{level}"
+
+
+def _grouped(records: Sequence[dict], key) -> dict[Any, list[dict]]:
+    groups: dict[Any, list[dict]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    return groups
+
+
+def summarize(records: Sequence[dict]) -> dict[str, Any]:
+    """The metrics part of results.json (see :data:`SCHEMA`), with deterministic key order."""
+    by_dim = _grouped(records, lambda r: dimension_level(r)[0])
+    dims = sorted(by_dim, key=_dimension_sort_key)
+    nominal_rate = Cell.of(by_dim[NOMINAL]).rate if NOMINAL in by_dim else None
+
+    by_dimension: dict[str, dict] = {}
+    for dim in dims:
+        cell = Cell.of(by_dim[dim])
+        drop = None if nominal_rate is None or cell.rate is None else round(nominal_rate - cell.rate, 6)
+        by_dimension[dim] = {**cell.to_dict(), "drop_vs_nominal": drop}
+
+    by_level_groups = _grouped(records, dimension_level)
+    by_level = {level_key(*key): Cell.of(by_level_groups[key]).to_dict()
+                for key in sorted(by_level_groups, key=lambda k: (_dimension_sort_key(k[0]), k[1]))}
+
+    def cells(key) -> dict[str, dict]:  # dicts keep first-seen order
+        return {name: Cell.of(group).to_dict() for name, group in _grouped(records, key).items()}
+
+    overall = Cell.of(records)
+    return {
+        "overall": overall.to_dict(),
+        "by_dimension": by_dimension,
+        "by_level": by_level,
+        "by_task": cells(lambda r: str(r.get("task"))),
+        "by_robot": cells(lambda r: str(r.get("robot"))),
+        "by_task_robot": cells(lambda r: f"{r.get('task')}/{r.get('robot')}"),
+        "counts": {"episodes": overall.n, "successes": overall.successes, "errors": overall.errors,
+                   "by_dimension": {dim: len(by_dim[dim]) for dim in dims}},
+    }
+
+
+def build_results(records: Sequence[dict], *, suite: dict, policy: str, timing: dict, versions: dict,
+                  run: dict | None = None) -> dict[str, Any]:
+    """The whole results.json dict (layout in :data:`SCHEMA`), so the schema lives in one place."""
+    return {"schema": SCHEMA_ID, "suite": dict(suite), "policy": str(policy), **summarize(records),
+            "timing": dict(timing), "versions": dict(versions), "run": dict(run or {})}
+
+
+def format_cell(cell: dict | None) -> str:
+    """"72% [60-82] (n=50)": the text of one cell in tables and reports."""
+    if not cell or not cell.get("n"):
+        return "–"
+    low, high = cell["ci95"]
+    return f"{cell['rate'] * 100:.0f}% [{low * 100:.0f}-{high * 100:.0f}] (n={cell['n']})"
+
+
+def format_drop(drop: float | None) -> str:
+    """Drop vs nominal in percentage points; positive means worse than nominal."""
+    return "–" if drop is None else f"{drop * 100:+.0f} pp"

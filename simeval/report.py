@@ -1,0 +1,350 @@
+"""Human-readable views of a results.json: summary.md and one self-contained report.html.
+
+The HTML page has inline CSS, an inline SVG chart and no scripts or external resources, so it can be
+mailed or attached to a CI run as one file; videos are linked relative to the run directory.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import quote
+
+from simeval.metrics import DIMENSIONS, NOMINAL, dimension_level, format_cell, format_drop, is_success, level_key
+
+LEVELS = (1, 2, 3, 4, 5)
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#3d9a94", "#59a14f", "#c49a00", "#b07aa1",
+           "#ff7f9f", "#9c755f", "#6b6ecf")  # one per canonical dimension, then composed ones
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the HTML page shows: how many videos per (dimension, level) and outcome, and sizes."""
+
+    videos_per_outcome: int = 2
+    video_width: int = 224
+    max_error_rows: int = 20
+    chart_width: int = 980
+    chart_height: int = 400
+
+
+# ---------------------------------------------------------------- shared table data
+
+def _suite_name(results: dict) -> str:
+    suite = results.get("suite")
+    return str(suite.get("name", "?")) if isinstance(suite, dict) else str(suite or "?")
+
+
+def _split_level(key: str) -> tuple[str, int]:
+    """"camera:3" -> ("camera", 3); "nominal" -> ("nominal", 0)."""
+    if key == NOMINAL:
+        return NOMINAL, 0
+    dim, _, level = key.rpartition(":")
+    return dim, int(level)
+
+
+def _levels(results: dict) -> list[int]:
+    found = {_split_level(k)[1] for k in results.get("by_level", {})} - {0}
+    return sorted(set(LEVELS) | found)
+
+
+def level_rows(results: dict) -> list[tuple[str, dict, dict[int, dict | None], float | None]]:
+    """One row per dimension (nominal first): (name, pooled cell, {level: cell}, drop vs nominal)."""
+    by_level = results.get("by_level", {})
+    rows = []
+    for dim, cell in results.get("by_dimension", {}).items():
+        cells = {lvl: (None if dim == NOMINAL else by_level.get(f"{dim}:{lvl}")) for lvl in _levels(results)}
+        rows.append((dim, cell, cells, None if dim == NOMINAL else cell.get("drop_vs_nominal")))
+    return rows
+
+
+def _errors_line(results: dict) -> str:
+    counts = results.get("counts", {})
+    errors, episodes = counts.get("errors", 0), counts.get("episodes", 0)
+    if not errors:
+        return f"Errors: none in {episodes} episodes."
+    return (f"Errors: {errors} of {episodes} episodes ({errors / episodes:.1%}) ended in an error "
+            f"(policy raised, NaN action or worker died); they count as failures.")
+
+
+# ---------------------------------------------------------------- summary.md
+
+def _md_escape(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
+    """Markdown tables: overall, dimension x level with drop vs nominal, per task, per robot, errors."""
+    levels = _levels(results)
+    lines = [f"# {results.get('policy', '?')} on suite {_suite_name(results)}", "",
+             f"**Overall success:** {format_cell(results.get('overall'))}", "",
+             "## Success by perturbation dimension and level", "",
+             "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate.", ""]
+    header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal"]
+    rows = [[dim, format_cell(cell), *[format_cell(cells[lvl]) if cells[lvl] else "" for lvl in levels],
+             "" if dim == NOMINAL else format_drop(drop)] for dim, cell, cells, drop in level_rows(results)]
+    lines += _md_table(header, rows, "l" + "r" * (len(header) - 1))
+    for title, section, first in (("Per task", "by_task", "Task"), ("Per robot", "by_robot", "Robot"),
+                                  ("Per task and robot", "by_task_robot", "Task/Robot")):
+        lines += [f"## {title}", ""]
+        rows = [[name, format_cell(cell), cell.get("errors", 0)] for name, cell in results.get(section, {}).items()]
+        lines += _md_table([first, "Success", "Errors"], rows, "lrr")
+    lines += [_errors_line(results), ""]
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------- SVG chart
+
+def _colors(dims: Sequence[str]) -> dict[str, str]:
+    colors, spare = {NOMINAL: "#444444"}, iter(PALETTE[len(DIMENSIONS):] * 10)
+    for dim in dims:
+        if dim in DIMENSIONS:
+            colors[dim] = PALETTE[DIMENSIONS.index(dim)]
+        elif dim not in colors:
+            colors[dim] = next(spare)
+    return colors
+
+
+def _marker(x: float, y: float, y_lo: float, y_hi: float, color: str, title: str) -> str:
+    """A point with its CI bar and caps; the <title> is the native hover tooltip (no scripts)."""
+    return (f'<g><title>{html.escape(title)}</title>'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_lo:.1f}" y2="{y_hi:.1f}" stroke="{color}" stroke-width="1.4" '
+            f'opacity="0.6"/><line x1="{x - 3:.1f}" x2="{x + 3:.1f}" y1="{y_lo:.1f}" y2="{y_lo:.1f}" '
+            f'stroke="{color}" opacity="0.6"/><line x1="{x - 3:.1f}" x2="{x + 3:.1f}" y1="{y_hi:.1f}" '
+            f'y2="{y_hi:.1f}" stroke="{color}" opacity="0.6"/>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}" stroke="#fff" stroke-width="1.2"/></g>')
+
+
+def svg_chart(results: dict, width: int = 860, height: int = 400) -> str:
+    """Success rate (0-100%) against level (0 = nominal, shared), one series per dimension, CI bars."""
+    by_level = results.get("by_level", {})
+    nominal = by_level.get(NOMINAL) if (by_level.get(NOMINAL) or {}).get("n") else None
+    dims = [d for d in results.get("by_dimension", {}) if d != NOMINAL]
+    colors = _colors(dims)
+    max_level = max([5, *(_split_level(k)[1] for k in by_level)])
+    left, right, top, bottom = 64, width - 170, 16, height - 58
+    step = (right - left) / (max_level + 1)
+    x_of = lambda lvl: left + step * (lvl + 0.5)  # noqa: E731
+    y_of = lambda rate: bottom - (bottom - top) * rate  # noqa: E731
+    e = html.escape
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'role="img" aria-label="Success rate per dimension and level">']
+    for pct in range(0, 101, 20):  # y grid, ticks and labels
+        y = y_of(pct / 100)
+        parts.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+                     f'<line x1="{left - 5}" x2="{left}" y1="{y:.1f}" y2="{y:.1f}" class="axis"/>'
+                     f'<text x="{left - 9}" y="{y + 4:.1f}" text-anchor="end" class="tick">{pct}%</text>')
+    for lvl in range(max_level + 1):  # x ticks and labels
+        x = x_of(lvl)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 5}" class="axis"/>'
+                     f'<text x="{x:.1f}" y="{bottom + 19}" text-anchor="middle" class="tick">{lvl}</text>')
+    parts.append(f'<text x="{x_of(0):.1f}" y="{bottom + 32}" text-anchor="middle" class="small">(nominal)</text>'
+                 f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" class="axis"/>'
+                 f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" class="axis"/>'
+                 f'<text x="{(left + right) / 2:.1f}" y="{height - 8}" text-anchor="middle" class="label">'
+                 f'Perturbation level</text>'
+                 f'<text transform="translate(16 {(top + bottom) / 2:.1f}) rotate(-90)" text-anchor="middle" '
+                 f'class="label">Success rate (Wilson 95% CI)</text>')
+    start = (x_of(0), y_of(nominal["rate"])) if nominal else None
+    dodge = min(7.0, step * 0.5 / max(1, len(dims)))  # side by side, so error bars do not hide each other
+    legend = []
+    for i, dim in enumerate(dims):
+        color, offset = colors[dim], (i - (len(dims) - 1) / 2) * dodge
+        points = [(lvl, by_level[f"{dim}:{lvl}"]) for lvl in range(1, max_level + 1)
+                  if (by_level.get(f"{dim}:{lvl}") or {}).get("n")]
+        xy = [(x_of(lvl) + offset, y_of(c["rate"])) for lvl, c in points]
+        line = ([start] if start else []) + xy
+        parts.append(f'<g class="series" data-dimension="{e(dim)}">')
+        if len(line) > 1:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" stroke-linejoin="round" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in line) + '"/>')
+        parts += [_marker(x, y, y_of(c["ci95"][0]), y_of(c["ci95"][1]), color, f"{dim} level {lvl}: {format_cell(c)}")
+                  for (lvl, c), (x, y) in zip(points, xy)]
+        parts.append("</g>")
+        legend.append((dim, color))
+    if nominal:  # one shared point, drawn last so it sits on top of the lines that start from it
+        parts.append(_marker(*start, y_of(nominal["ci95"][0]), y_of(nominal["ci95"][1]), colors[NOMINAL],
+                             f"nominal: {format_cell(nominal)}"))
+        legend.append(("nominal (level 0)", colors[NOMINAL]))
+    for i, (name, color) in enumerate(legend):
+        ly = top + 8 + 22 * i
+        swatch = "" if name.startswith(NOMINAL) else (f'<line x1="{right + 20}" x2="{right + 46}" y1="{ly}" '
+                                                      f'y2="{ly}" stroke="{color}" stroke-width="2"/>')
+        parts.append(f'<g class="legend">{swatch}<circle cx="{right + 33}" cy="{ly}" r="4" fill="{color}"/>'
+                     f'<text x="{right + 54}" y="{ly + 4}" class="tick">{e(name)}</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- HTML page
+
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328;
+ background:#f6f7f9;margin:0}
+main{max-width:1120px;margin:0 auto;padding:28px 32px 48px;background:#fff;min-height:100vh}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:36px 0 10px;padding-bottom:4px;border-bottom:1px solid #e3e6ea}
+h3{font-size:15px;margin:18px 0 6px}.sub{color:#59636e;margin:0 0 20px}
+.overall{display:flex;gap:28px;align-items:baseline;padding:16px 20px;background:#f0f4fa;border-radius:8px}
+.overall .big{font-size:42px;font-weight:700}.overall .ci{color:#59636e}
+table{border-collapse:collapse;margin:8px 0 4px;font-variant-numeric:tabular-nums;font-size:14px}
+th,td{padding:5px 10px;border-bottom:1px solid #e6e8eb;text-align:right;white-space:nowrap}
+th{background:#f3f4f6;font-weight:600}th:first-child,td:first-child{text-align:left}
+th.l,td.l{text-align:left;white-space:normal}td.empty{color:#b0b6bd}td .n{display:block;font-size:12px;color:#59636e;line-height:1.2}
+.scroll{overflow-x:auto}.note{color:#59636e;font-size:13px}
+.bar{display:inline-block;width:90px;height:9px;background:#e6e8eb;border-radius:5px;vertical-align:middle}
+.bar span{display:block;height:100%;background:#4e79a7;border-radius:5px}
+.chart{max-width:100%;height:auto}.chart .grid{stroke:#e6e8eb}.chart .axis{stroke:#6e7781}
+.chart .tick{font-size:12px;fill:#424a53}.chart .small{font-size:11px;fill:#6e7781}
+.chart .label{font-size:13px;fill:#1f2328;font-weight:600}
+.vgrid{display:flex;flex-wrap:wrap;gap:16px}
+.vcell{border:1px solid #e3e6ea;border-radius:8px;padding:8px 10px 10px}
+.vcell h3{margin:0 0 6px;font-size:14px}.vcell h3 small{font-weight:400;color:#59636e}
+.videos{display:flex;flex-wrap:wrap;gap:10px}
+figure{margin:0;padding:6px;border:1px solid #e3e6ea;border-radius:6px;background:#fafbfc}
+figure video{display:block;max-width:100%;background:#000}figcaption{font-size:12px;color:#424a53;margin-top:4px;line-height:1.35}
+.tag{display:inline-block;padding:0 6px;border-radius:4px;font-weight:600;font-size:11px;color:#fff}
+.tag.success{background:#2da44e}.tag.failure{background:#cf222e}
+.kv{display:flex;gap:40px;flex-wrap:wrap}code{font-size:13px}
+"""
+
+
+def _td(cell: dict | None) -> str:
+    """A table cell tinted from red (0%) to green (100%)."""
+    if not cell or not cell.get("n"):
+        return '<td class="empty">–</td>'
+    text, _, n = format_cell(cell).partition(" (")  # "72% [60-82]" and, on a second line, "(n=50)"
+    return (f'<td style="background:hsl({cell["rate"] * 120:.0f},65%,91%)">{html.escape(text)}'
+            f'<span class="n"> ({html.escape(n)}</span></td>')
+
+
+def _level_table(results: dict) -> str:
+    levels = _levels(results)
+    head = "".join(f"<th>Level {lvl}</th>" for lvl in levels)
+    rows = [f"<tr><th>Dimension</th><th>All levels</th>{head}<th>Drop vs nominal</th></tr>"]
+    for dim, cell, cells, drop in level_rows(results):
+        tds = "".join('<td class="empty"></td>' if dim == NOMINAL else _td(cells[lvl]) for lvl in levels)
+        rows.append(f"<tr><td>{html.escape(dim)}</td>{_td(cell)}{tds}"
+                    f"<td>{'' if dim == NOMINAL else html.escape(format_drop(drop))}</td></tr>")
+    return '<div class="scroll"><table>' + "".join(rows) + "</table></div>"
+
+
+def _group_table(results: dict, section: str, first: str) -> str:
+    rows = [f"<tr><th>{html.escape(first)}</th><th>Success</th><th></th><th>Successes</th><th>Errors</th></tr>"]
+    for name, cell in results.get(section, {}).items():
+        width = 0 if cell.get("rate") is None else cell["rate"] * 100
+        rows.append(f"<tr><td>{html.escape(name)}</td>{_td(cell)}"
+                    f'<td><span class="bar"><span style="width:{width:.0f}%"></span></span></td>'
+                    f"<td>{cell['successes']}/{cell['n']}</td><td>{cell.get('errors', 0)}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _kv_table(title: str, values: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_value(v))}</td></tr>"
+                   for k, v in (values or {}).items())
+    return f"<div><h3>{html.escape(title)}</h3><table>{rows or '<tr><td>–</td></tr>'}</table></div>"
+
+
+def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run_dir: Path,
+                   config: ReportConfig) -> str:
+    """Per (dimension, level): up to N successful and N failed episodes' videos, linked, not embedded."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        if record.get("video"):
+            groups.setdefault(level_key(*dimension_level(record)), []).append(record)
+    order = [k for k in results.get("by_level", {}) if k in groups] + [k for k in groups if k not in results.get("by_level", {})]
+    if not order:
+        return '<p class="note">No videos were recorded in this run.</p>'
+    out = ['<div class="vgrid">']
+    for key in order:
+        wins = [r for r in groups[key] if is_success(r)][: config.videos_per_outcome]
+        losses = [r for r in groups[key] if not is_success(r)][: config.videos_per_outcome]
+        dim, level = _split_level(key)
+        out.append(f'<div class="vcell"><h3>{html.escape(dim)} <small>level {level}</small></h3><div class="videos">')
+        for record in wins + losses:
+            outcome = "success" if is_success(record) else "failure"
+            rel = os.path.relpath(run_dir / str(record["video"]), report_dir)
+            src = quote(Path(rel).as_posix(), safe="/.-_~")
+            caption = (f'<span class="tag {outcome}">{outcome}</span> {html.escape(str(record.get("task")))}/'
+                       f'{html.escape(str(record.get("robot")))} · seed {html.escape(str(record.get("seed")))}'
+                       f'<br>&ldquo;{html.escape(str(record.get("instruction", "")))}&rdquo;')
+            if record.get("error"):
+                caption += f"<br>error: {html.escape(str(record['error']))}"
+            out.append(f'<figure style="width:{config.video_width}px"><video controls preload="metadata" '
+                       f'src="{src}" width="{config.video_width}"></video><figcaption>{caption}</figcaption></figure>')
+        out.append("</div></div>")
+    return "".join(out) + "</div>"
+
+
+def _errors_section(results: dict, records: Sequence[dict], config: ReportConfig) -> str:
+    failed = [r for r in records if r.get("error")]
+    text = f"<p>{html.escape(_errors_line(results))}</p>"
+    if not failed:
+        return text
+    rows = "".join(f"<tr><td><code>{html.escape(str(r.get('id')))}</code></td><td class='l'>{html.escape(str(r['error']))}</td></tr>"
+                   for r in failed[: config.max_error_rows])
+    more = len(failed) - config.max_error_rows
+    return (text + f"<table><tr><th>Episode</th><th class='l'>Error</th></tr>{rows}</table>"
+            + (f'<p class="note">… and {more} more in episodes.jsonl.</p>' if more > 0 else ""))
+
+
+def write_report_html(results: dict, records: Sequence[dict], path: str | os.PathLike,
+                      run_dir: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
+    """One self-contained page: overall figure, chart, tables, example videos, timing and versions."""
+    out = Path(path)
+    e = html.escape
+    policy, suite = str(results.get("policy", "?")), _suite_name(results)
+    overall = results.get("overall") or {}
+    counts = results.get("counts", {})
+    if overall.get("n"):
+        low, high = overall["ci95"]
+        big = (f'<span class="big">{overall["rate"]:.0%}</span><span class="ci">95% CI {low:.0%} – {high:.0%}'
+               f' · {overall["successes"]}/{overall["n"]} episodes succeeded · {counts.get("errors", 0)} errors</span>')
+    else:
+        big = '<span class="big">–</span><span class="ci">no episodes</span>'
+    body = [f"<h1>{e(policy)}</h1>",
+            f'<p class="sub">simeval report · suite <b>{e(suite)}</b> · {counts.get("episodes", 0)} episodes</p>',
+            f'<div class="overall">{big}</div>',
+            "<h2>Success by perturbation</h2>",
+            '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '
+            "bars show Wilson 95% confidence intervals.</p>",
+            svg_chart(results, config.chart_width, config.chart_height),
+            '<h3>Dimension × level</h3><p class="note">Success rate [Wilson 95% CI] (episodes). '
+            "Drop vs nominal: nominal rate minus the dimension's rate, in percentage points.</p>",
+            _level_table(results),
+            "<h2>Per task</h2>", _group_table(results, "by_task", "Task"),
+            "<h2>Per robot</h2>", _group_table(results, "by_robot", "Robot"),
+            "<h2>Per task and robot</h2>", _group_table(results, "by_task_robot", "Task / robot"),
+            "<h2>Errors</h2>", _errors_section(results, records, config),
+            "<h2>Run</h2>",
+            '<div class="kv">' + _kv_table("Timing", results.get("timing", {}))
+            + _kv_table("Versions", results.get("versions", {})) + _kv_table("Run", results.get("run", {})) + "</div>",
+            "<h2>Example videos</h2>",
+            _video_section(results, records, out.resolve().parent, Path(run_dir).resolve(), config)]
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>simeval · {e(policy)} · {e(suite)}</title><style>{CSS}</style></head>"
+            f"<body><main>{''.join(body)}</main></body></html>\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out

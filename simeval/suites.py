@@ -1,0 +1,189 @@
+"""Suites: YAML files naming tasks, robots, perturbation variants, episodes per cell and a seed.
+
+A suite expands into a list of :class:`EpisodeSpec`, each with a stable id and a seed derived from
+the suite (a hash, not Python's salted ``hash``), so any single episode can be re-run alone.
+Built-in suites live in ``simeval/suite_files/*.yaml``; a path to a user's own file works the same.
+
+Suite keys: ``name``, ``description``, ``tasks`` (list or ``all``), ``robots`` (list or ``all``),
+``perturbations`` (variants such as ``nominal``, ``camera:3``, ``light:2,camera:1``; ranges
+``camera:1-5``; ``*:L`` or ``*:1-5`` for every dimension), ``episodes`` (per task x robot x
+variant), ``max_steps`` (optional override of the tasks' step limits), ``seed``, ``image_size``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KEYS = ("name", "description", "tasks", "robots", "perturbations", "episodes", "max_steps", "seed", "image_size")
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be used: the message names the file, the line and the key."""
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode of a suite: everything needed to reproduce it."""
+
+    id: str
+    task: str
+    robot: str
+    variant: str
+    seed: int
+    max_steps: int
+    index: int
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[str]
+    robots: list[str]
+    perturbations: list[str]
+    episodes: int = 10
+    seed: int = 0
+    max_steps: int | None = None
+    image_size: int = 128
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source")
+        return data
+
+    def episode_specs(self) -> list[EpisodeSpec]:
+        """Every episode, in a fixed order: variant, task, robot, index."""
+        from envs.tasks.library import get_task
+
+        specs = []
+        for variant in self.perturbations:
+            for task in self.tasks:
+                limit = self.max_steps or get_task(task).max_steps
+                for robot in self.robots:
+                    for i in range(self.episodes):
+                        key = f"{self.name}/{task}-{robot}/{variant}/{i:04d}"
+                        specs.append(EpisodeSpec(key, task, robot, variant, episode_seed(self.seed, key), limit, i))
+        return specs
+
+
+def episode_seed(suite_seed: int, episode_id: str) -> int:
+    """A stable 31-bit seed for an episode id (identical on every machine and Python)."""
+    digest = hashlib.sha256(f"{suite_seed}/{episode_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+SUITE_DIR = Path(__file__).with_name("suite_files")
+
+
+def builtin_suites() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SUITE_DIR.glob("*.yaml"))}
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A built-in suite by name, or a suite file by path; ``SuiteError`` otherwise."""
+    builtins = builtin_suites()
+    path = builtins.get(name_or_path) or Path(name_or_path)
+    if not path.is_file():
+        raise SuiteError(f"unknown suite {name_or_path!r}: not a built-in ({', '.join(sorted(builtins))}) "
+                         f"and no such file")
+    try:
+        text = path.read_text()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise SuiteError(f"{path}: cannot read the suite file ({err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SuiteError(f"{where}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    return parse_suite(data, path, _key_lines(node))
+
+
+def _key_lines(node) -> dict[str, int]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] | None = None) -> Suite:
+    """Validate a suite mapping; every error names the file, the line and the key."""
+    from envs.perturbations import DIMENSIONS, parse_variant
+    from envs.robots import ROBOTS
+    from envs.tasks.library import TASKS
+
+    lines = lines or {}
+
+    def fail(key: str, message: str) -> SuiteError:
+        line = f":{lines[key]}" if key in lines else ""
+        return SuiteError(f"{path}{line}: key {key!r}: {message}")
+
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite must be a mapping of keys ({', '.join(KEYS)})")
+    unknown = [k for k in data if k not in KEYS]
+    if unknown:
+        raise fail(unknown[0], f"unknown key; valid keys: {', '.join(KEYS)}")
+    for key in ("name", "tasks", "robots", "perturbations"):
+        if key not in data:
+            raise SuiteError(f"{path}: missing key {key!r}")
+
+    def names(key: str, valid: list[str]) -> list[str]:
+        value = data[key]
+        if value == "all":
+            return list(valid)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise fail(key, "must be 'all' or a non-empty list of names")
+        bad = [v for v in value if v not in valid]
+        if bad:
+            raise fail(key, f"unknown {', '.join(bad)}; valid: {', '.join(valid)}")
+        return list(dict.fromkeys(value))
+
+    tasks = names("tasks", [t.name for t in TASKS])
+    robots = names("robots", list(ROBOTS))
+    raw = data["perturbations"]
+    if not isinstance(raw, list) or not raw:
+        raise fail("perturbations", "must be a non-empty list of variants such as 'nominal' or 'camera:3'")
+    variants: list[str] = []
+    for entry in raw:
+        try:
+            for text in _expand(str(entry), DIMENSIONS):
+                variant = str(parse_variant(text))
+                if variant not in variants:
+                    variants.append(variant)
+        except ValueError as err:
+            raise fail("perturbations", str(err)) from None
+    ints = {}
+    for key, default, low in (("episodes", 10, 1), ("seed", 0, 0), ("image_size", 128, 16)):
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise fail(key, f"must be an integer >= {low}, got {value!r}")
+        ints[key] = value
+    max_steps = data.get("max_steps")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise fail("max_steps", f"must be a positive integer or null, got {max_steps!r}")
+    name = data["name"]
+    if not isinstance(name, str) or not name or "/" in name:
+        raise fail("name", "must be a non-empty string without '/'")
+    return Suite(name=name, tasks=tasks, robots=robots, perturbations=variants, max_steps=max_steps,
+                 description=str(data.get("description", "")), source=str(path), **ints)
+
+
+def _expand(entry: str, dimensions: tuple[str, ...]) -> list[str]:
+    """``*:1-5`` -> every dimension at every level; ``camera:1-3`` -> three variants."""
+    if "," in entry or ":" not in entry:
+        return [entry]
+    name, _, level = entry.partition(":")
+    names = list(dimensions) if name.strip() == "*" else [name.strip()]
+    if "-" in level.strip()[1:]:
+        low, _, high = level.strip().partition("-")
+        if not (low.isdigit() and high.isdigit()) or int(low) > int(high):
+            raise ValueError(f"malformed level range {level.strip()!r} in {entry!r}; write e.g. 'camera:1-5'")
+        levels = range(int(low), int(high) + 1)
+    else:
+        levels = [level.strip()]
+    return [f"{n}:{lvl}" for n in names for lvl in levels]
