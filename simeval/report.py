@@ -196,14 +196,16 @@ CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328;
  background:#f6f7f9;margin:0}
 main{max-width:1120px;margin:0 auto;padding:28px 32px 48px;background:#fff;min-height:100vh}
-h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:36px 0 10px;padding-bottom:4px;border-bottom:1px solid #e3e6ea}
+h1{font-size:26px;margin:0 0 4px}
+h2{font-size:19px;margin:36px 0 10px;padding-bottom:4px;border-bottom:1px solid #e3e6ea}
 h3{font-size:15px;margin:18px 0 6px}.sub{color:#59636e;margin:0 0 20px}
 .overall{display:flex;gap:28px;align-items:baseline;padding:16px 20px;background:#f0f4fa;border-radius:8px}
 .overall .big{font-size:42px;font-weight:700}.overall .ci{color:#59636e}
 table{border-collapse:collapse;margin:8px 0 4px;font-variant-numeric:tabular-nums;font-size:14px}
 th,td{padding:5px 10px;border-bottom:1px solid #e6e8eb;text-align:right;white-space:nowrap}
 th{background:#f3f4f6;font-weight:600}th:first-child,td:first-child{text-align:left}
-th.l,td.l{text-align:left;white-space:normal}td.empty{color:#b0b6bd}td .n{display:block;font-size:12px;color:#59636e;line-height:1.2}
+th.l,td.l{text-align:left;white-space:normal}td.empty{color:#b0b6bd}
+td .n{display:block;font-size:12px;color:#59636e;line-height:1.2}
 .scroll{overflow-x:auto}.note{color:#59636e;font-size:13px}
 .bar{display:inline-block;width:90px;height:9px;background:#e6e8eb;border-radius:5px;vertical-align:middle}
 .bar span{display:block;height:100%;background:#4e79a7;border-radius:5px}
@@ -215,7 +217,8 @@ th.l,td.l{text-align:left;white-space:normal}td.empty{color:#b0b6bd}td .n{displa
 .vcell h3{margin:0 0 6px;font-size:14px}.vcell h3 small{font-weight:400;color:#59636e}
 .videos{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;padding:6px;border:1px solid #e3e6ea;border-radius:6px;background:#fafbfc}
-figure video{display:block;max-width:100%;background:#000}figcaption{font-size:12px;color:#424a53;margin-top:4px;line-height:1.35}
+figure video{display:block;max-width:100%;background:#000}
+figcaption{font-size:12px;color:#424a53;margin-top:4px;line-height:1.35}
 .tag{display:inline-block;padding:0 6px;border-radius:4px;font-weight:600;font-size:11px;color:#fff}
 .tag.success{background:#2da44e}.tag.failure{background:#cf222e}
 .kv{display:flex;gap:40px;flex-wrap:wrap}code{font-size:13px}
@@ -263,7 +266,7 @@ def _value(value: Any) -> str:
 def _kv_table(title: str, values: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_value(v))}</td></tr>"
                    for k, v in (values or {}).items())
-    return f"<div><h3>{html.escape(title)}</h3><table>{rows or '<tr><td>–</td></tr>'}</table></div>"
+    return f"<div><h3>{html.escape(title)}</h3><table>{rows}</table></div>"
 
 
 def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run_dir: Path,
@@ -273,7 +276,8 @@ def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run
     for record in records:
         if record.get("video"):
             groups.setdefault(level_key(*dimension_level(record)), []).append(record)
-    order = [k for k in results.get("by_level", {}) if k in groups] + [k for k in groups if k not in results.get("by_level", {})]
+    known = results.get("by_level", {})
+    order = [k for k in known if k in groups] + [k for k in groups if k not in known]
     if not order:
         return '<p class="note">No videos were recorded in this run.</p>'
     out = ['<div class="vgrid">']
@@ -302,8 +306,8 @@ def _errors_section(results: dict, records: Sequence[dict], config: ReportConfig
     text = f"<p>{html.escape(_errors_line(results))}</p>"
     if not failed:
         return text
-    rows = "".join(f"<tr><td><code>{html.escape(str(r.get('id')))}</code></td><td class='l'>{html.escape(str(r['error']))}</td></tr>"
-                   for r in failed[: config.max_error_rows])
+    rows = "".join(f"<tr><td><code>{html.escape(str(r.get('id')))}</code></td>"
+                   f"<td class='l'>{html.escape(str(r['error']))}</td></tr>" for r in failed[: config.max_error_rows])
     more = len(failed) - config.max_error_rows
     return (text + f"<table><tr><th>Episode</th><th class='l'>Error</th></tr>{rows}</table>"
             + (f'<p class="note">… and {more} more in episodes.jsonl.</p>' if more > 0 else ""))
@@ -338,8 +342,9 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
             "<h2>Per task and robot</h2>", _group_table(results, "by_task_robot", "Task / robot"),
             "<h2>Errors</h2>", _errors_section(results, records, config),
             "<h2>Run</h2>",
-            '<div class="kv">' + _kv_table("Timing", results.get("timing", {}))
-            + _kv_table("Versions", results.get("versions", {})) + _kv_table("Run", results.get("run", {})) + "</div>",
+            '<div class="kv">' + "".join(_kv_table(title, results[key]) for title, key in
+                                         (("Timing", "timing"), ("Versions", "versions"), ("Run", "run"))
+                                         if results.get(key)) + "</div>",
             "<h2>Example videos</h2>",
             _video_section(results, records, out.resolve().parent, Path(run_dir).resolve(), config)]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -87,6 +87,14 @@ def test_slightly_worse_within_chance_passes():
     assert cam.p_value > 0.05 and not cam.regressed
 
 
+def test_large_drop_on_few_episodes_is_not_significant():
+    # 9/10 -> 7/10 is a 20 pp drop but p ~ 0.29: chance, not a regression
+    result = compare(run_results({"camera:3": 7}, n=10), run_results({"camera:3": 9}, n=10))
+    cam = next(c for c in result.cells if c.name == "by_level[camera:3]")
+    assert cam.baseline_rate - cam.run_rate == pytest.approx(0.2)
+    assert cam.p_value > 0.2 and not cam.regressed and result.passed
+
+
 def test_min_effect_guards_against_tiny_significant_drops():
     small = compare(run_results({"camera:3": 860}, n=1000), run_results({"camera:3": 900}, n=1000))
     cam = next(c for c in small.cells if c.name == "by_level[camera:3]")
