@@ -11,6 +11,7 @@ A worker that dies is replaced; the runner re-runs its episodes from scratch.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ def _views(blocks: dict[tuple[int, str], shared_memory.SharedMemory], config: Po
 
 def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, str], str]) -> None:
     """Serve commands until told to stop; never raises for a bad episode (it replies an error)."""
+    # One worker per core: Mesa's llvmpipe would otherwise start a render thread per core in every
+    # worker, and the workers would fight over the cores instead of using one each.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     import envs  # noqa: F401  (sets the GL backend)
     from envs.env import TabletopEnv
 

@@ -291,7 +291,7 @@ def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run
             rel = os.path.relpath(run_dir / str(record["video"]), report_dir)
             src = quote(Path(rel).as_posix(), safe="/.-_~")
             caption = (f'<span class="tag {outcome}">{outcome}</span> {html.escape(str(record.get("task")))}/'
-                       f'{html.escape(str(record.get("robot")))} · seed {html.escape(str(record.get("seed")))}'
+                       f'{html.escape(str(record.get("robot")))}<br>seed {html.escape(str(record.get("seed")))}'
                        f'<br>&ldquo;{html.escape(str(record.get("instruction", "")))}&rdquo;')
             if record.get("error"):
                 caption += f"<br>error: {html.escape(str(record['error']))}"

@@ -1,9 +1,9 @@
 """The rollout loop: episodes from a queue, an env pool, one batched policy call per step.
 
 Slots take the next pending episode as soon as theirs ends (auto-reset), so no worker idles while
-episodes remain. Each round: reset the slots that start an episode, ask the policy for the slots
-whose action queue is empty (one call for the whole batch; a chunk of H actions fills a queue for H
-steps), step every active slot. An episode's outcome depends only on its spec and the policy, so
+episodes remain. Each round: ask the policy for the slots whose action queue is empty (one call for
+the whole batch; a chunk of H actions fills a queue for H steps), then in one message per worker
+step every ready slot and reset the free ones onto the next pending episodes. An episode's outcome depends only on its spec and the policy, so
 any number of workers gives the same per-episode results. Each finished episode is appended at
 once to ``episodes.jsonl``.
 """
@@ -154,24 +154,22 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
     with EnvPool(pool_config) as pool:
         try:
             while pending or active:
-                resets = []
+                # one round: slots without an episode reset onto the next one while the others step
+                _act(policy, pool, active, finish)
+                commands = [("step", s, e.actions.popleft()) for s, e in active.items() if e.ready and e.actions]
                 for slot in range(pool.n_slots):
                     if slot not in active and pending:
                         spec = pending.popleft()
                         active[slot] = Active(spec, started=time.perf_counter())
-                        resets.append(("reset", slot, spec))
-                if resets:
-                    replies, dead = pool.run(resets)
-                    absorb(replies, resets=True)
-                    bury(dead)
-                _act(policy, pool, active, finish)
-                steps = [("step", s, e.actions.popleft()) for s, e in active.items() if e.ready and e.actions]
+                        commands.append(("reset", slot, spec))
                 if kill_hook is not None:
                     kill_hook(pool, rounds)
                 rounds += 1
-                if steps:
-                    replies, dead = pool.run(steps)
-                    absorb(replies, resets=False)
+                if commands:
+                    replies, dead = pool.run(commands)
+                    kinds = {slot: kind for kind, slot, _ in commands}
+                    absorb([r for r in replies if kinds[r.slot] == "reset"], resets=True)
+                    absorb([r for r in replies if kinds[r.slot] == "step"], resets=False)
                     bury(dead)
         finally:
             if writer is not None:
