@@ -242,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as err:
         print(f"simeval: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # the run could not go on (e.g. env workers cannot start)
+        print(f"simeval: failed: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("simeval: interrupted; finished episodes are in episodes.jsonl (continue with --resume)",
               file=sys.stderr)

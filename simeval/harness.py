@@ -90,6 +90,22 @@ def prepare_dir(request: RunRequest, specs: list[EpisodeSpec]) -> list[dict]:
     return []
 
 
+def _timing(previous: Path | None, outcome, episodes: int, workers: int) -> dict:
+    """This session's timing, added to the earlier sessions' when a finished run was resumed."""
+    wall = outcome.wall_s if outcome else 0.0
+    steps = outcome.env_steps if outcome else 0
+    restarts = outcome.worker_restarts if outcome else 0
+    if previous is not None and previous.is_file():
+        before = json.loads(previous.read_text()).get("timing", {})
+        wall += before.get("wall_s") or 0.0
+        steps += before.get("env_steps") or 0
+        episodes += before.get("episodes_run") or 0
+        restarts += before.get("worker_restarts") or 0
+    return {"wall_s": round(wall, 2), "env_steps": steps, "env_steps_per_s": round(steps / wall, 1) if wall else None,
+            "episodes_per_s": round(episodes / wall, 3) if wall else None, "episodes_run": episodes,
+            "workers": workers, "worker_restarts": restarts, "cpu_count": os.cpu_count()}
+
+
 def execute(request: RunRequest, kill_hook=None) -> dict:
     """Run what is missing, then write results.json, summary.md and report.html; the results."""
     from policies.loader import load_policy
@@ -119,12 +135,7 @@ def execute(request: RunRequest, kill_hook=None) -> dict:
                       progress, kill_hook=kill_hook) if todo else None
     order = {s.id: i for i, s in enumerate(specs)}
     records = sorted(done + (outcome.records if outcome else []), key=lambda r: order[r["id"]])
-    wall = outcome.wall_s if outcome else 0.0
-    steps = outcome.env_steps if outcome else 0
-    timing = {"wall_s": round(wall, 2), "env_steps": steps, "env_steps_per_s": round(steps / wall, 1) if wall else None,
-              "episodes_per_s": round(len(todo) / wall, 3) if wall else None, "episodes_run": len(todo),
-              "workers": config.workers, "worker_restarts": outcome.worker_restarts if outcome else 0,
-              "cpu_count": os.cpu_count()}
+    timing = _timing(request.out / "results.json" if done else None, outcome, len(todo), config.workers)
     results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
                             versions=versions())
     (request.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

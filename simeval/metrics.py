@@ -178,7 +178,15 @@ def format_cell(cell: dict | None) -> str:
     if not cell or not cell.get("n"):
         return "–"
     low, high = cell["ci95"]
-    return f"{cell['rate'] * 100:.0f}% [{low * 100:.0f}-{high * 100:.0f}] (n={cell['n']})"
+    return f"{pct(cell['rate'])}% [{pct(low)}-{pct(high)}] (n={cell['n']})"
+
+
+def pct(value: float) -> str:
+    """Whole percent, but never rounded onto 0 or 100 when it is not exactly that."""
+    text = f"{value * 100:.0f}"
+    if (text == "100" and value < 1.0) or (text == "0" and value > 0.0):
+        text = f"{value * 100:.1f}"
+    return text
 
 
 def format_drop(drop: float | None) -> str:

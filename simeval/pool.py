@@ -23,6 +23,7 @@ import numpy as np
 from simeval.suites import EpisodeSpec
 
 ENVS_PER_SLOT = 4  # envs a slot keeps alive (one per task x robot), least recently used closed first
+MAX_FAILED_STARTS = 3  # workers that die before answering once: then something is broken, not unlucky
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ class EnvPool:
         self._ctx = mp.get_context("spawn")  # no inherited GL or thread state
         self._procs: list[Any] = [None] * config.workers
         self._conns: list[Any] = [None] * config.workers
-        self.restarts = 0
+        self._answered = [False] * config.workers
+        self.restarts, self._failed_starts = 0, 0
         for w in range(config.workers):
             self._start(w)
 
@@ -155,7 +157,7 @@ class EnvPool:
         proc = self._ctx.Process(target=_worker, args=(child, self.config, self.slots_of(worker), names), daemon=True)
         proc.start()
         child.close()
-        self._procs[worker], self._conns[worker] = proc, parent
+        self._procs[worker], self._conns[worker], self._answered[worker] = proc, parent, False
 
     def run(self, commands: list[tuple[str, int, Any]]) -> tuple[list[Reply], list[int]]:
         """Send one round of commands (all workers at once); the replies, and the workers that died
@@ -175,6 +177,7 @@ class EnvPool:
                 continue
             try:
                 replies.extend(self._conns[worker].recv())
+                self._answered[worker] = True
             except (EOFError, ConnectionResetError, OSError):
                 dead.append(worker)
         for worker in dead:
@@ -182,6 +185,11 @@ class EnvPool:
         return replies, dead
 
     def _replace(self, worker: int) -> None:
+        if not self._answered[worker]:
+            self._failed_starts += 1
+            if self._failed_starts >= MAX_FAILED_STARTS:
+                raise RuntimeError(f"env pool workers died {self._failed_starts} times before answering once: the "
+                                   f"worker process cannot start (see its traceback above)")
         proc = self._procs[worker]
         if proc is not None and proc.is_alive():
             proc.kill()

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from simeval.metrics import DIMENSIONS, NOMINAL, dimension_level, format_cell, format_drop, is_success, level_key
+from simeval.metrics import (DIMENSIONS, NOMINAL, pct, dimension_level, format_cell, format_drop, is_success,
+                             level_key)
 
 LEVELS = (1, 2, 3, 4, 5)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#3d9a94", "#59a14f", "#c49a00", "#b07aa1",
@@ -143,11 +144,11 @@ def svg_chart(results: dict, width: int = 860, height: int = 400) -> str:
     e = html.escape
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
              f'role="img" aria-label="Success rate per dimension and level">']
-    for pct in range(0, 101, 20):  # y grid, ticks and labels
-        y = y_of(pct / 100)
+    for tick in range(0, 101, 20):  # y grid, ticks and labels
+        y = y_of(tick / 100)
         parts.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                      f'<line x1="{left - 5}" x2="{left}" y1="{y:.1f}" y2="{y:.1f}" class="axis"/>'
-                     f'<text x="{left - 9}" y="{y + 4:.1f}" text-anchor="end" class="tick">{pct}%</text>')
+                     f'<text x="{left - 9}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}%</text>')
     for lvl in range(max_level + 1):  # x ticks and labels
         x = x_of(lvl)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 5}" class="axis"/>'
@@ -323,7 +324,7 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
     counts = results.get("counts", {})
     if overall.get("n"):
         low, high = overall["ci95"]
-        big = (f'<span class="big">{overall["rate"]:.0%}</span><span class="ci">95% CI {low:.0%} – {high:.0%}'
+        big = (f'<span class="big">{pct(overall["rate"])}%</span><span class="ci">95% CI {pct(low)}% – {pct(high)}%'
                f' · {overall["successes"]}/{overall["n"]} episodes succeeded · {counts.get("errors", 0)} errors</span>')
     else:
         big = '<span class="big">–</span><span class="ci">no episodes</span>'
