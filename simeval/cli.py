@@ -40,6 +40,19 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     run.add_argument("--episode", default=None, help="re-run this one episode id alone")
 
+    collect = sub.add_parser("collect", help="record scripted demonstrations (with action noise) for training")
+    collect.add_argument("--suite", required=True, help="a built-in suite or a suite YAML file")
+    collect.add_argument("--out", type=Path, required=True, help="dataset directory")
+    collect.add_argument("--robot", default="", help="only these robots (comma-separated)")
+    collect.add_argument("--tasks", default="", help="only these tasks (comma-separated)")
+    collect.add_argument("--episodes", type=int, default=None, help="episodes per cell (overrides the suite)")
+    collect.add_argument("--noise", type=float, default=0.1, help="std of the noise on executed arm actions (0.1)")
+    collect.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    collect.add_argument("--seed", type=int, default=None, help="suite seed (overrides the suite)")
+    collect.add_argument("--keep-failures", action="store_true", help="also keep failed episodes' demos")
+    collect.add_argument("--resume", action="store_true", help="continue: only missing episodes")
+    collect.add_argument("--force", action="store_true", help="overwrite an existing dataset directory")
+
     check = sub.add_parser("check", help="fail when a run's success rates fell below a baseline's")
     check.add_argument("--run", type=Path, required=True, help="a run directory (or its results.json)")
     check.add_argument("--baseline", type=Path, required=True, help="baseline JSON (a results.json works too)")
@@ -159,12 +172,11 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _suite_from_args(args: argparse.Namespace):
+    """The suite named by ``--suite``, filtered and overridden by the other flags."""
     from envs.robots import ROBOTS
     from envs.tasks.library import TASKS
-    from simeval.harness import RunRequest, default_out, execute
     from simeval.suites import load_suite
-    from simeval.video import MODES
 
     suite = load_suite(args.suite)
     if args.robot:
@@ -181,6 +193,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite.seed = args.seed
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    return suite
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from simeval.collect import collect
+    from simeval.harness import RunRequest
+
+    suite = _suite_from_args(args)
+    request = RunRequest(suite=suite, policy=f"scripted+noise{args.noise}", out=args.out, workers=args.workers,
+                         video="none", resume=args.resume, force=args.force)
+    summary = collect(request, args.noise, keep_failures=args.keep_failures)
+    print(f"{summary['demos']} demonstrations ({summary['frames']} frames) from {summary['episodes']} episodes "
+          f"({summary['successes']} succeeded) in {args.out}/demos")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from simeval.harness import RunRequest, default_out, execute
+    from simeval.video import MODES
+
+    suite = _suite_from_args(args)
     if args.video not in MODES:
         raise UsageError(f"unknown --video mode {args.video!r}; valid modes: {', '.join(MODES)}")
     from policies.loader import load_policy
@@ -232,7 +265,7 @@ def _read_json(path: Path, flag: str) -> dict:
 
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
-            "check": _cmd_check}
+            "check": _cmd_check, "collect": _cmd_collect}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -83,9 +83,17 @@ class RunOutcome:
     worker_restarts: int
 
 
+class Observer(Protocol):
+    """Sees every step and every finished episode (``simeval collect`` records demonstrations)."""
+
+    def step(self, slot: int, episode: Active, images: dict[str, np.ndarray], action: np.ndarray) -> None: ...
+
+    def finish(self, slot: int, record: dict) -> None: ...
+
+
 def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, out_dir: Path,
             video: VideoPolicy, on_record: Callable[[dict], None], progress: Progress,
-            kill_hook: Callable[[EnvPool, int], None] | None = None) -> RunOutcome:
+            kill_hook: Callable[[EnvPool, int], None] | None = None, observer: Observer | None = None) -> RunOutcome:
     """Run ``specs`` to the end; every finished episode goes to ``on_record`` as it ends."""
     pending = deque(sorted(specs, key=lambda s: (s.task, s.robot, s.variant, s.index)))  # fewer env switches
     active: dict[int, Active] = {}
@@ -111,6 +119,8 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
             record["video"] = f"videos/{name}"
             writer.submit(out_dir / record["video"], episode.frames, instruction, record["success"])
         records.append(record)
+        if observer is not None:
+            observer.finish(slot, record)
         on_record(record)
         progress.update(record["success"])
 
@@ -157,6 +167,9 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
                 # one round: slots without an episode reset onto the next one while the others step
                 _act(policy, pool, active, finish)
                 commands = [("step", s, e.actions.popleft()) for s, e in active.items() if e.ready and e.actions]
+                if observer is not None:
+                    for _, slot, action in commands:
+                        observer.step(slot, active[slot], pool.images[slot], action)
                 for slot in range(pool.n_slots):
                     if slot not in active and pending:
                         spec = pending.popleft()
