@@ -25,6 +25,7 @@ RESET_OPTIONS: tuple[str, ...] = ("perturbation",)
 INSTRUCTION_CHARSET = frozenset(string.ascii_letters + string.digits + " ,.;:'!?-()")
 STATE_DIM = 8
 SETTLE_STEPS = 2  # control steps of physics after placing objects, so contacts start at rest
+MOVED = 0.03  # metres an object must travel to count as the first one the robot moved
 _OPEN_ENVS: "weakref.WeakSet[TabletopEnv]" = weakref.WeakSet()
 
 
@@ -56,6 +57,10 @@ class TabletopEnv(gym.Env):
     ## Starting State
     The arm at its home pose with the gripper open; objects at positions and yaws sampled uniformly
     from their regions with ``self.np_random`` (regions of a shuffle group are permuted).
+
+    ``info["first_moved"]`` names the first movable task object displaced by more than 3 cm (None
+    before that): on tasks that name one object among several, it tells whether the policy acted on
+    the named one (the grounding rate of ``simeval run``).
 
     ## Episode End
     Terminated on success; truncated at the task's step limit (registered ``max_episode_steps``).
@@ -144,6 +149,8 @@ class TabletopEnv(gym.Env):
             self._noise_rng = np.random.default_rng(self._noise["frame_seed"])
         self._stage = 0
         self._advance_goals()
+        self._start_pos = {name: self.data.qpos[adr:adr + 3].copy() for name, adr in self._free_qpos.items()}
+        self.first_moved: str | None = None
         info = self._info()
         info["layout"] = {k: [round(float(v), 5) for v in p] for k, p in {**episode.layout, **episode.distractors}.items()}
         info["perturbation"] = {"variant": str(variant), "seed": episode_seed, "params": params}
@@ -155,6 +162,8 @@ class TabletopEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
         done_before = self._stage
         success = self._advance_goals()
+        if self.first_moved is None:
+            self._note_first_moved()
         reward = 1.0 if success and done_before < len(self.task.goals) else 0.0
         return self._observation(), reward, success, False, self._info()
 
@@ -266,9 +275,18 @@ class TabletopEnv(gym.Env):
         obs["instruction"] = self.instruction
         return obs
 
+    def _note_first_moved(self) -> None:
+        """Remember the first movable object displaced by more than ``MOVED`` (grounding)."""
+        moved = {name: float(np.linalg.norm(self.data.qpos[adr:adr + 3] - self._start_pos[name]))
+                 for name, adr in self._free_qpos.items()}
+        name, distance = max(moved.items(), key=lambda kv: kv[1], default=(None, 0.0))
+        if distance > MOVED:
+            self.first_moved = name
+
     def _info(self) -> dict[str, Any]:
         return {"success": self._stage == len(self.task.goals), "stage": self._stage,
-                "task": self.task.name, "robot": self.robot.name}
+                "task": self.task.name, "robot": self.robot.name,
+                "first_moved": getattr(self, "first_moved", None)}
 
     def privileged_state(self) -> dict[str, Any]:
         """Simulator truth for scripted experts: tcp pose, gripper, object poses, handles, joints."""

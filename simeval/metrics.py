@@ -22,6 +22,9 @@ results.json, schema "simeval.results/1" (keys in this order):
   suite          dict, the suite as the harness resolved it (at least "name")
   policy         str, the policy's name or checkpoint
   overall        Cell
+  grounding      {"overall": G, "by_task": {task: G}, "eligible_episodes": int, "moved_any": float | null}
+                 over tasks whose instruction names one object among several movable ones:
+                 G = {"n", "named_first", "rate", "ci95"}, n = eligible episodes that moved an object
   by_dimension   {dimension: Cell + {"drop_vs_nominal": float | null}}
                  keys: "nominal", the seven dimensions in canonical order, then composed
                  dimensions such as "camera+light"; drop = nominal rate - this rate (null
@@ -156,6 +159,7 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
     overall = Cell.of(records)
     return {
         "overall": overall.to_dict(),
+        "grounding": grounding(records),
         "by_dimension": by_dimension,
         "by_level": by_level,
         "by_task": cells(lambda r: str(r.get("task"))),
@@ -164,6 +168,26 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
         "counts": {"episodes": overall.n, "successes": overall.successes, "errors": overall.errors,
                    "by_dimension": {dim: len(by_dim[dim]) for dim in dims}},
     }
+
+
+def grounding(records: Sequence[dict]) -> dict[str, Any]:
+    """How often the policy moved the named object first, on tasks that name one among several.
+
+    Counted over the episodes where some object was moved (an episode that moves nothing says
+    nothing about grounding); ``moved_any`` is the share of eligible episodes that moved one.
+    """
+    eligible = [r for r in records if r.get("named_object")]
+    decided = [r for r in eligible if r.get("first_moved")]
+
+    def rate(group: Sequence[dict]) -> dict[str, Any]:
+        hits = sum(1 for r in group if r.get("grounded"))
+        low, high = wilson_interval(hits, len(group))
+        return {"n": len(group), "named_first": hits, "rate": round(hits / len(group), 6) if group else None,
+                "ci95": [round(low, 6), round(high, 6)]}
+
+    by_task = {task: rate(group) for task, group in _grouped(decided, lambda r: str(r.get("task"))).items()}
+    return {"overall": rate(decided), "by_task": by_task, "eligible_episodes": len(eligible),
+            "moved_any": round(len(decided) / len(eligible), 6) if eligible else None}
 
 
 def build_results(records: Sequence[dict], *, suite: dict, policy: str, timing: dict, versions: dict,

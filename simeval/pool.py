@@ -51,6 +51,7 @@ class Reply:
     success: bool = False
     info: dict[str, Any] | None = None  # reset only: perturbation and layout
     privileged: dict[str, Any] | None = None
+    first_moved: str | None = None
     error: str | None = None
 
 
@@ -110,7 +111,8 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
                     else:
                         env = current[slot]
                         obs, _, terminated, _, info = env.step(payload)
-                        out.append(reply(slot, env, obs, terminated=terminated, success=info["success"]))
+                        out.append(reply(slot, env, obs, terminated=terminated, success=info["success"],
+                                         first_moved=info["first_moved"]))
                 except Exception as err:  # one episode's failure, not the worker's
                     out.append(Reply(slot, error=f"{type(err).__name__}: {err}".splitlines()[0]))
                     if not isinstance(err, ValueError):

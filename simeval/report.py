@@ -85,11 +85,27 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str) 
     return lines + [""]
 
 
+def grounding_line(results: dict) -> str:
+    """One sentence on language grounding (tasks that name one object among several)."""
+    g = results.get("grounding") or {}
+    overall = g.get("overall") or {}
+    if not g.get("eligible_episodes"):
+        return "Language grounding: no task in this run names one object among several."
+    if not overall.get("n"):
+        return f"Language grounding: none of the {g['eligible_episodes']} eligible episodes moved an object."
+    low, high = overall["ci95"]
+    per_task = ", ".join(f"{task} {pct(cell['rate'])}% (n={cell['n']})" for task, cell in g.get("by_task", {}).items())
+    return (f"Language grounding: the named object was the first one moved in {pct(overall['rate'])}% "
+            f"[{pct(low)}-{pct(high)}] of {overall['n']} episodes that moved an object "
+            f"({pct(g['moved_any'])}% of {g['eligible_episodes']} eligible episodes moved one); per task: {per_task}.")
+
+
 def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
     """Markdown tables: overall, dimension x level with drop vs nominal, per task, per robot, errors."""
     levels = _levels(results)
     lines = [f"# {results.get('policy', '?')} on suite {_suite_name(results)}", "",
              f"**Overall success:** {format_cell(results.get('overall'))}", "",
+             grounding_line(results), "",
              "## Success by perturbation dimension and level", "",
              "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate.", ""]
     header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal"]
@@ -331,6 +347,7 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
     body = [f"<h1>{e(policy)}</h1>",
             f'<p class="sub">simeval report · suite <b>{e(suite)}</b> · {counts.get("episodes", 0)} episodes</p>',
             f'<div class="overall">{big}</div>',
+            f'<p class="note">{e(grounding_line(results))}</p>',
             "<h2>Success by perturbation</h2>",
             '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '
             "bars show Wilson 95% confidence intervals.</p>",

@@ -107,11 +107,15 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
         spec = episode.spec
         dimension, level = variant_cell(spec.variant)
         instruction = episode.last.instruction if episode.last and episode.last.instruction else ""
+        target = get_task(spec.task).named_object
+        moved = episode.last.first_moved if episode.last else None
         record = {"id": spec.id, "task": spec.task, "robot": spec.robot, "family": get_task(spec.task).family,
                   "perturbation": spec.variant, "dimension": dimension, "level": level,
                   "params": episode.info.get("perturbation", {}).get("params", {}), "seed": spec.seed,
                   "success": bool(success and error is None), "steps": episode.steps, "error": error, "video": None,
-                  "instruction": instruction, "wall_s": round(time.perf_counter() - episode.started, 3)}
+                  "instruction": instruction, "wall_s": round(time.perf_counter() - episode.started, 3),
+                  "named_object": target, "first_moved": moved,
+                  "grounded": None if target is None or moved is None else moved == target}
         cell = f"{dimension}:{level}" if level else "nominal"
         if writer is not None and episode.frames and video.wants(cell, record["success"]):
             name = f"{cell.replace(':', '_').replace('+', '-')}_{spec.task}_{spec.robot}_{spec.index:04d}_" \

@@ -123,3 +123,20 @@ def test_render_profiles(make_env):
     image_full, _ = full.reset(seed=0)
     assert not np.array_equal(image_fast["agentview"], image_full["agentview"])
     assert np.array_equal(fast.unwrapped.data.qpos, full.unwrapped.data.qpos)  # same physics
+
+
+def test_info_names_the_first_object_moved(make_env):
+    from policies.scripted import ScriptedExpert
+
+    env = make_env(env_id("PutRedCubeInBowl", "Panda"), cameras=())
+    _, info = env.reset(seed=2)
+    assert info["first_moved"] is None and env.unwrapped.task.named_object == "red_cube"
+    assert make_env(env_id("PutCubeOnPlate", "Panda"), cameras=()).unwrapped.task.named_object is None
+    expert = ScriptedExpert(env.unwrapped.task)
+    moved = []
+    for _ in range(200):
+        _, _, terminated, _, info = env.step(expert.act(env.unwrapped.privileged_state()))
+        moved.append(info["first_moved"])
+        if terminated:
+            break
+    assert moved[0] is None and moved[-1] == "red_cube"

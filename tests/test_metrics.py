@@ -128,7 +128,8 @@ def test_build_results_schema():
                         timing={"wall_s": 1.0, "env_steps": 10, "env_steps_per_s": 10.0, "episodes_per_s": 35.0},
                         versions={"simeval": "0.1.0"})
     assert res["schema"] == SCHEMA_ID == "simeval.results/1"
-    assert list(res) == ["schema", "suite", "policy", "overall", "by_dimension", "by_level", "by_task", "by_robot",
+    assert list(res) == ["schema", "suite", "policy", "overall", "grounding", "by_dimension", "by_level", "by_task",
+                         "by_robot",
                          "by_task_robot", "counts", "timing", "versions", "run"]
     assert all(f"{key} " in SCHEMA for key in res)  # the documented layout names every key
     assert json.loads(json.dumps(res)) == res
@@ -137,3 +138,19 @@ def test_build_results_schema():
 def test_dimensions_match_envs():
     from envs.perturbations import DIMENSIONS as ENV_DIMENSIONS
     assert DIMENSIONS == tuple(ENV_DIMENSIONS)
+
+
+def test_grounding_counts_only_tasks_that_name_one_of_several_objects():
+    from simeval.metrics import grounding
+
+    def rec(task, named, moved):
+        return {"task": task, "named_object": named, "first_moved": moved,
+                "grounded": None if named is None or moved is None else named == moved}
+
+    records = [rec("PutRedCubeInBowl", "red_cube", "red_cube"), rec("PutRedCubeInBowl", "red_cube", "blue_cube"),
+               rec("PutRedCubeInBowl", "red_cube", None), rec("PutLeftCubeOnPlate", "cube_left", "cube_left"),
+               rec("PushButton", None, None)]
+    g = grounding(records)
+    assert g["eligible_episodes"] == 4 and g["moved_any"] == 0.75
+    assert g["overall"]["n"] == 3 and g["overall"]["named_first"] == 2
+    assert g["by_task"]["PutRedCubeInBowl"]["rate"] == 0.5 and g["by_task"]["PutLeftCubeOnPlate"]["rate"] == 1.0

@@ -72,6 +72,14 @@ class TaskSpec:
     goals: tuple = field(default_factory=tuple)  # predicates from envs.tasks.predicates
     max_steps: int = 300
 
+    @property
+    def named_object(self) -> str | None:
+        """The object the instruction picks among several movable ones (None when there is no choice):
+        what the grounding rate checks a policy moved first."""
+        movable = [o for o in self.scene.objects if o.movable]
+        target = getattr(self.goals[0], "obj", None)
+        return target if len(movable) >= 2 and target in {o.name for o in movable} else None
+
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"task {self.name!r}: family {self.family!r} not in {FAMILIES}")
