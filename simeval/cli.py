@@ -53,6 +53,13 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--resume", action="store_true", help="continue: only missing episodes")
     collect.add_argument("--force", action="store_true", help="overwrite an existing dataset directory")
 
+    train = sub.add_parser("train", help="behaviour cloning of the reference VLA from demonstrations")
+    train.add_argument("--config", type=Path, required=True, help="YAML with model: and train: sections")
+    train.add_argument("--data", type=Path, nargs="+", required=True, help="dataset directories (simeval collect)")
+    train.add_argument("--out", type=Path, required=True, help="training directory (checkpoints, metrics, curve)")
+    train.add_argument("--steps", type=int, default=None, help="override train.steps")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/latest")
+
     check = sub.add_parser("check", help="fail when a run's success rates fell below a baseline's")
     check.add_argument("--run", type=Path, required=True, help="a run directory (or its results.json)")
     check.add_argument("--baseline", type=Path, required=True, help="baseline JSON (a results.json works too)")
@@ -209,6 +216,20 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from policies.train import train
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    missing = [str(d) for d in args.data if not d.is_dir()]
+    if missing:
+        raise UsageError(f"--data: no such dataset directory {', '.join(missing)}")
+    summary = train(args.config, args.data, args.out, steps=args.steps, resume=args.resume)
+    print(f"trained {summary['steps']} steps on {summary['device']} in {summary['seconds']:.0f} s, final loss "
+          f"{summary['loss']:.4f}; checkpoint {summary['checkpoint']}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from simeval.harness import RunRequest, default_out, execute
     from simeval.video import MODES
@@ -265,7 +286,7 @@ def _read_json(path: Path, flag: str) -> dict:
 
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
-            "check": _cmd_check, "collect": _cmd_collect}
+            "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

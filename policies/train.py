@@ -1,0 +1,214 @@
+"""``simeval train``: behaviour cloning of the reference VLA from scripted demonstrations.
+
+A YAML config has two sections, ``model`` (fields of :class:`policies.vla.config.VLAConfig`) and
+``train`` (fields of :class:`TrainConfig`). Training is seeded, logs every ``log_every`` steps to
+``metrics.jsonl``, writes a checkpoint every ``checkpoint_every`` steps to ``latest/`` (model,
+tokenizer, optimiser moments and random-generator states, all safetensors or JSON) and can resume
+from it exactly; the final checkpoint is ``final/`` and ``curve.png`` plots the loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from policies.data import CAMERAS, load_demos, random_shift, sample_batch
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 6000
+    batch: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    grad_clip: float = 1.0
+    shift_pad: int = 4  # random-shift augmentation, pixels at the model's image size
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    robots: tuple[str, ...] = ("Panda",)
+    device: str = "auto"  # auto: cuda when present, else cpu
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "checkpoint_every", "log_every", "threads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.warmup < 0 or self.shift_pad < 0:
+            raise ValueError("train: lr must be > 0 and weight_decay, warmup, shift_pad >= 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        self.robots = tuple(self.robots)
+
+
+def load_config(path: Path) -> tuple[Any, TrainConfig]:
+    """(VLAConfig, TrainConfig) from a YAML file; one-line errors naming the section and field."""
+    from policies.vla.config import VLAConfig
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the training config ({err})".splitlines()[0]) from None
+    unknown = set(data) - {"model", "train"}
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; valid sections: model, train")
+    train = data.get("train") or {}
+    valid = {f.name for f in fields(TrainConfig)}
+    bad = sorted(set(train) - valid)
+    if bad:
+        raise ValueError(f"{path}: unknown train field(s) {bad}; valid: {', '.join(sorted(valid))}")
+    return VLAConfig.from_dict(data.get("model") or {}), TrainConfig(**train)
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _save_state(folder: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module, step: int,
+                rng: np.random.Generator, generator: torch.Generator) -> None:
+    """Optimiser moments (safetensors, by parameter name) and the step and generator states (JSON)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {"torch_generator": generator.get_state()}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value):
+                    tensors[f"{names[id(param)]}::{key}"] = value.detach().cpu().contiguous().reshape(-1) \
+                        if value.dim() == 0 else value.detach().cpu().contiguous()
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    (folder / "train_state.json").write_text(json.dumps({"step": step, "numpy_rng": rng.bit_generator.state}))
+
+
+def _load_state(folder: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                rng: np.random.Generator, generator: torch.Generator) -> int:
+    state = json.loads((folder / "train_state.json").read_text())
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    generator.set_state(tensors.pop("torch_generator"))
+    rng.bit_generator.state = state["numpy_rng"]
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        name, slot = key.split("::")
+        param = params[name]
+        value = value.to(param.device)
+        optimizer.state[param][slot] = value.reshape(()) if slot == "step" else value
+    return int(state["step"])
+
+
+def train(config_path: Path, data: list[Path], out: Path, steps: int | None = None, resume: bool = False) -> dict:
+    """Train, checkpointing as it goes; the summary (steps, final loss, seconds, device)."""
+    from policies.vla.checkpoint import load_checkpoint, save_checkpoint
+    from policies.vla.model import VLA, count_parameters
+    from policies.vla.tokenizer import build_tokenizer, instruction_corpus
+
+    model_cfg, cfg = load_config(config_path)
+    if steps is not None:
+        cfg.steps = steps
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    latest = out / "latest"
+    if out.exists() and not resume and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; pass --resume to continue its training or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    demos = load_demos(data, model_cfg.image_size, cfg.robots)
+    rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    if resume and latest.is_dir():
+        model = load_checkpoint(latest, device=str(device))[0]
+    else:
+        model = VLA(model_cfg, build_tokenizer(instruction_corpus()))
+        model.set_state_stats(demos.state.mean(0), demos.state.std(0))
+    model.to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    step = _load_state(latest, optimizer, model, rng, generator) if resume and latest.is_dir() else 0
+    (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg),
+                                                       "data": [str(d) for d in data], "frames": len(demos),
+                                                       "episodes": len(demos.length),
+                                                       "parameters": count_parameters(model)}, indent=1))
+    log = (out / "metrics.jsonl").open("a")
+    start, window = time.perf_counter(), []
+    while step < cfg.steps:
+        frames = rng.integers(0, len(demos), cfg.batch)
+        batch = sample_batch(demos, frames, model_cfg.chunk)
+        for camera in CAMERAS:
+            batch[camera] = random_shift(batch[camera], cfg.shift_pad, generator)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(cfg, step)
+        loss, stats = model.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        window.append(stats["loss"])
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - start
+            log.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": _lr(cfg, step - 1),
+                                  "seconds": round(elapsed, 1)}) + "\n")
+            log.flush()
+            sys.stderr.write(f"\rstep {step}/{cfg.steps} | loss {np.mean(window):.4f} | {elapsed:.0f} s")
+            sys.stderr.flush()
+            window = []
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            tmp = out / "latest.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_checkpoint(tmp, model, model_cfg, model.tokenizer, {"step": step})
+            _save_state(tmp, optimizer, model, step, rng, generator)
+            shutil.rmtree(latest, ignore_errors=True)
+            tmp.rename(latest)  # a crash mid-save never leaves a broken latest/
+    sys.stderr.write("\n")
+    log.close()
+    final = out / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    save_checkpoint(final, model, model_cfg, model.tokenizer, {"step": step})
+    plot_curve(out / "metrics.jsonl", out / "curve.png")
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    return {"steps": step, "loss": last["loss"], "seconds": last["seconds"], "device": str(device),
+            "checkpoint": str(final)}
+
+
+def plot_curve(metrics: Path, path: Path, width: int = 640, height: int = 360) -> Path:
+    """The training loss (log scale) against steps, drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    steps = np.array([r["step"] for r in rows], float)
+    losses = np.log10(np.maximum([r["loss"] for r in rows], 1e-6))
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 70, width - 20, 20, height - 50
+    draw.rectangle((left, top, right, bottom), outline=(120, 120, 120))
+    lo, hi = math.floor(losses.min()), math.ceil(losses.max()) if losses.max() > losses.min() else losses.min() + 1
+    for decade in range(int(lo), int(hi) + 1):
+        y = bottom - (decade - lo) / (hi - lo) * (bottom - top)
+        draw.line((left, y, right, y), fill=(225, 225, 225))
+        draw.text((8, y - 6), f"1e{decade}", fill=(60, 60, 60))
+    xs = left + (steps - steps.min()) / max(1.0, steps.max() - steps.min()) * (right - left)
+    ys = bottom - (losses - lo) / (hi - lo) * (bottom - top)
+    draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(40, 90, 200), width=2)
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + frac * (right - left)
+        draw.text((x - 15, bottom + 8), f"{int(steps.min() + frac * (steps.max() - steps.min()))}", fill=(60, 60, 60))
+    draw.text((width // 2 - 60, height - 22), "training step  (loss, log scale)", fill=(0, 0, 0))
+    image.save(path)
+    return path

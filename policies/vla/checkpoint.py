@@ -1,0 +1,130 @@
+"""VLA checkpoints: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``, never pickle.
+
+``config.json`` holds the policy type, the model config, the SHA-256 of the weights file and any
+``extra`` the trainer wants kept (step, data set, state statistics' origin ...). Loading checks
+every step and fails with a one-line ``ValueError`` naming the file or field, so that a bad
+checkpoint is a clear message in ``simeval run``, not a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
+
+from policies.vla.config import VLAConfig
+from policies.vla.model import VLA
+from policies.vla.tokenizer import InstructionTokenizer, load_tokenizer
+
+POLICY_TYPE = "simeval_vla"
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+class Checkpoint(NamedTuple):
+    model: VLA  # in eval mode, with its tokenizer attached
+    config: VLAConfig
+    tokenizer: InstructionTokenizer
+    extra: dict[str, Any]
+
+
+def save_checkpoint(directory: Path | str, model: VLA, config: VLAConfig, tokenizer: InstructionTokenizer,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write the three files into ``directory`` (created if needed); returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} words but config vocab_size={config.vocab_size}")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    weights = directory / WEIGHTS_FILE
+    save_file(state, str(weights), metadata={"policy_type": POLICY_TYPE})
+    tokenizer.save(directory)
+    meta = {"policy_type": POLICY_TYPE, "format_version": FORMAT_VERSION, "config": config.to_dict(),
+            "weights_sha256": _sha256(weights.read_bytes()), "extra": dict(extra or {})}
+    try:
+        text = json.dumps(meta, indent=2)
+    except TypeError as err:
+        raise ValueError(f"checkpoint extra must be JSON-serialisable: {err}") from None
+    (directory / CONFIG_FILE).write_text(text + "\n")
+    return directory
+
+
+def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
+    """The model (eval mode), config, tokenizer and extra saved by ``save_checkpoint``."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    meta = _read_json(config_path)
+    if meta.get("policy_type") != POLICY_TYPE:
+        raise ValueError(f"{config_path}: policy_type {meta.get('policy_type')!r} is not {POLICY_TYPE!r}")
+    try:
+        config = VLAConfig.from_dict(meta.get("config"))
+    except ValueError as err:
+        raise ValueError(f"{config_path}: field config: {err}") from None
+    expected = meta.get("weights_sha256")
+    if not isinstance(expected, str):
+        raise ValueError(f"{config_path}: field weights_sha256 missing or not a string")
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ValueError(f"{config_path}: field extra must be an object")
+
+    if not weights_path.is_file():
+        raise ValueError(f"{weights_path}: missing weights file")
+    data = weights_path.read_bytes()  # hash and parse the same bytes
+    if _sha256(data) != expected:
+        raise ValueError(f"{weights_path}: SHA-256 does not match config.json weights_sha256 (modified or corrupted)")
+    try:
+        state = load_safetensors(data)
+    except Exception as err:  # safetensors raises SafetensorError, or others on malformed headers
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({_first_line(err)})") from None
+
+    tokenizer = load_tokenizer(directory)
+    try:
+        model = VLA(config, tokenizer)
+    except ValueError as err:
+        raise ValueError(f"{directory / 'tokenizer.json'}: {err}") from None
+    _check_tensors(weights_path, model.state_dict(), state)
+    model.load_state_dict(state, strict=True)
+    return Checkpoint(model.to(device).eval(), config, tokenizer, extra)
+
+
+def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    """One line naming the first tensor that the config does not predict (name, shape or dtype)."""
+    for name, ref in expected.items():
+        if name not in found:
+            raise ValueError(f"{path}: weights do not match config: tensor {name} {list(ref.shape)} missing")
+        if tuple(found[name].shape) != tuple(ref.shape):
+            raise ValueError(f"{path}: weights do not match config: tensor {name} has shape "
+                             f"{list(found[name].shape)}, config expects {list(ref.shape)}")
+        if found[name].dtype != ref.dtype:
+            raise ValueError(f"{path}: weights do not match config: tensor {name} has dtype {found[name].dtype}, "
+                             f"expected {ref.dtype}")
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise ValueError(f"{path}: weights do not match config: unexpected tensor {unexpected[0]} "
+                         f"({len(unexpected)} unexpected in all)")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"{path}: missing checkpoint config")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable JSON ({_first_line(err)})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
