@@ -8,7 +8,7 @@ from typing import Sequence
 import imageio.v2 as imageio
 import numpy as np
 
-from simeval.text import draw_text
+from simeval.text import draw_text, wrap
 
 
 def task_grid(tasks: Sequence[str], robots: Sequence[str], out: Path, size: int = 256, seed: int = 0,
@@ -37,17 +37,6 @@ def task_grid(tasks: Sequence[str], robots: Sequence[str], out: Path, size: int 
     return out
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return lines + ([line] if line else [])
-
-
 def perturbation_gallery(task: str, robot: str, out: Path, size: int = 160, seed: int = 0,
                          profile: str = "fast") -> Path:
     """Agentview at reset for every dimension (rows) at levels 0-5 (columns), one PNG.
@@ -70,7 +59,7 @@ def perturbation_gallery(task: str, robot: str, out: Path, size: int = 160, seed
                 obs, _ = env.reset(seed=seed, options={"perturbation": f"{dimension}:{level}"})
                 tile = obs["agentview"].copy()
                 if dimension == "language":
-                    for k, line in enumerate(_wrap(obs["instruction"], 30)[:9]):
+                    for k, line in enumerate(wrap(obs["instruction"], 30)[:9]):
                         draw_text(tile, line, (3, 3 + 12 * scale * k), scale=scale)
                 draw_text(tile, f"{dimension}:{level}", (3, size - 13 * scale), scale=scale, color=(255, 230, 80))
                 tiles.append(tile)

@@ -16,3 +16,15 @@ def draw_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: int 
     draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=(0, 0, 0))
     draw.text(origin, text, font=font, fill=color)
     image[...] = np.asarray(pil)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Words of ``text`` in lines of at most ``width`` characters (a longer word gets its own line)."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])

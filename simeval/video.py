@@ -15,7 +15,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
-from simeval.text import draw_text
+from simeval.text import draw_text, wrap
 
 MODES = ("examples", "all", "none")
 FPS = 20
@@ -47,17 +47,6 @@ class VideoPolicy:
         return True
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + len(word) + 1 > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return lines + [line] if line else lines
-
-
 def annotate(frames: list[np.ndarray], instruction: str, success: bool) -> list[np.ndarray]:
     """Frames upsampled 2x with the instruction on top and the outcome at the bottom."""
     out = []
@@ -65,7 +54,7 @@ def annotate(frames: list[np.ndarray], instruction: str, success: bool) -> list[
     colour = (120, 255, 120) if success else (255, 120, 120)
     for k, frame in enumerate(frames):
         big = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)
-        for i, line in enumerate(_wrap(instruction, 40)[:4]):
+        for i, line in enumerate(wrap(instruction, 40)[:4]):
             draw_text(big, line, (4, 4 + 12 * i))
         if k == len(frames) - 1:
             draw_text(big, verdict, (4, big.shape[0] - 16), color=colour)
