@@ -32,6 +32,7 @@ class VLAConfig:
     # transformers
     d_model: int = 128
     n_heads: int = 4
+    vision_layers: int = 2  # transformer layers over each camera's visual tokens (a small ViT above the stem)
     n_layers: int = 4  # fusion transformer over [language; vision; state]
     expert_layers: int = 2  # action expert over the chunk's action tokens
     mlp_ratio: int = 4
@@ -86,7 +87,7 @@ def _check(c: VLAConfig) -> None:
         raise ValueError(f"VLA config field {name}={getattr(c, name)!r}: {why}")
 
     for name in ("image_size", "state_dim", "action_dim", "chunk", "feature_grid", "d_model", "n_heads",
-                 "n_layers", "expert_layers", "mlp_ratio", "flow_steps", "vocab_size", "max_tokens"):
+                 "vision_layers", "n_layers", "expert_layers", "mlp_ratio", "flow_steps", "vocab_size", "max_tokens"):
         if not _is_int(getattr(c, name)) or getattr(c, name) < 1:
             bad(name, "must be a positive integer")
     if not isinstance(c.cameras, tuple) or not c.cameras:

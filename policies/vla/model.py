@@ -3,7 +3,9 @@
     agentview, wrist  uint8 [B, H, W, 3] --resize--> [B, 3, S, S]   (S = config.image_size)
         --> conv stem, weights shared by the cameras, FiLM-modulated at every stage by the pooled
             instruction embedding (early conditioning; zero-initialised, so it starts as identity)
-        --> visual tokens [B, n_cam * G * G, D]   (+ grid position and camera embeddings)
+        --> visual tokens, G x G per camera (+ grid position embeddings)
+        --> vision transformer layers over each camera's tokens (weights shared by the cameras)
+        --> [B, n_cam * G * G, D]   (+ camera embeddings)
     instruction ids   [B, T]  --> token embeddings + positions    [B, T, D]
     state             [B, 8]  --> one state token                 [B, 1, D]
     fusion transformer over [language; vision; state]   --> context [B, S_ctx, D]
@@ -14,7 +16,8 @@
 Why convolutions under a transformer: on this project's CPUs a patchify conv stem trains about 8x
 faster than a ViT tower (reference/training.md), and FiLM inside the stem was what made the policy
 ground the instruction. The transformers keep plain ``nn.Linear`` projections with stable names
-(``fusion.layers.0.attn.q_proj``, ``action_expert.layers.1.mlp.down_proj``) for the adapters.
+(``vision.layers.0.attn.q_proj``, ``fusion.layers.0.attn.q_proj``, ``action_expert.layers.1.mlp.down_proj``)
+for the adapters: every group (vision, fusion, action expert) has attention and MLP projections.
 
 Batch format (a dict; numpy arrays or tensors):
     "agentview", "wrist": uint8 [B, H, W, 3] (or float in [0, 1]); any H, W: resized inside
@@ -136,6 +139,7 @@ class VisionTower(nn.Module):
         self.proj = nn.Conv2d(chans[-1], c.d_model, merge, stride=merge)  # learned patch merge -> d_model
         self.grid_pos = nn.Parameter(torch.zeros(c.tokens_per_camera, c.d_model))
         self.camera_embed = nn.Parameter(torch.zeros(len(c.cameras), c.d_model))
+        self.layers = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.vision_layers))
 
     def forward(self, images: dict[str, Tensor], instruction: Tensor) -> Tensor:
         # images: camera -> [B, H, W, 3]; instruction [B, D] pooled embedding
@@ -145,8 +149,11 @@ class VisionTower(nn.Module):
         cond = self.cond(instruction).repeat_interleave(n_cam, 0)  # [B*n_cam, D]
         for stage in self.stages:
             x = stage(x, cond)  # [B*n_cam, C_k, S/2^k, S/2^k]
-        x = self.proj(x).flatten(2).transpose(1, 2)  # [B*n_cam, D, G, G] -> [B*n_cam, G*G, D]
-        x = x.view(B, n_cam, G * G, -1) + self.grid_pos + self.camera_embed[None, :, None, :]
+        x = self.proj(x).flatten(2).transpose(1, 2) + self.grid_pos  # [B*n_cam, D, G, G] -> [B*n_cam, G*G, D]
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # [B*n_cam, G*G]
+        for layer in self.layers:
+            x = layer(x, mask)  # each camera's tokens attend to each other
+        x = x.view(B, n_cam, G * G, -1) + self.camera_embed[None, :, None, :]
         return x.flatten(1, 2)  # [B, n_cam*G*G, D]
 
 
