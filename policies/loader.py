@@ -35,6 +35,8 @@ def load_policy(spec: str) -> Policy:
         raise ValueError(f"{config}: unreadable checkpoint config ({err})") from None
     if policy_type == "simeval_vla":
         from policies import vla  # noqa: F401  (registers its loader; imports torch only here)
+    if policy_type == "simeval_adapted":
+        from policies import adapters  # noqa: F401  (registers its loader)
     if policy_type not in CHECKPOINT_LOADERS:
         known = ", ".join(CHECKPOINT_LOADERS) or "none registered yet"
         raise ValueError(f"{config}: unknown policy_type {policy_type!r}; known checkpoint types: {known}")

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -135,49 +135,23 @@ def train(config_path: Path, data: list[Path], out: Path, steps: int | None = No
         model = VLA(model_cfg, build_tokenizer(instruction_corpus()))
         model.set_state_stats(demos.state.mean(0), demos.state.std(0))
     model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     step = _load_state(latest, optimizer, model, rng, generator) if resume and latest.is_dir() else 0
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg),
                                                        "data": [str(d) for d in data], "frames": len(demos),
                                                        "episodes": len(demos.length),
                                                        "parameters": count_parameters(model)}, indent=1))
-    log = (out / "metrics.jsonl").open("a")
-    start, window = time.perf_counter(), []
-    while step < cfg.steps:
-        frames = rng.integers(0, len(demos), cfg.batch)
-        batch = sample_batch(demos, frames, model_cfg.chunk)
-        for camera in CAMERAS:
-            batch[camera] = random_shift(batch[camera], cfg.shift_pad, generator)
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(cfg, step)
-        loss, stats = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        window.append(stats["loss"])
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            elapsed = time.perf_counter() - start
-            log.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": _lr(cfg, step - 1),
-                                  "seconds": round(elapsed, 1)}) + "\n")
-            log.flush()
-            sys.stderr.write(f"\rstep {step}/{cfg.steps} | loss {np.mean(window):.4f} | {elapsed:.0f} s")
-            sys.stderr.flush()
-            window = []
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            tmp = out / "latest.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_checkpoint(tmp, model, model_cfg, model.tokenizer, {"step": step})
-            _save_state(tmp, optimizer, model, step, rng, generator)
-            shutil.rmtree(latest, ignore_errors=True)
-            tmp.rename(latest)  # a crash mid-save never leaves a broken latest/
-    sys.stderr.write("\n")
-    log.close()
+
+    def checkpoint(step: int) -> None:
+        tmp = out / "latest.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_checkpoint(tmp, model, model_cfg, model.tokenizer, {"step": step})
+        _save_state(tmp, optimizer, model, step, rng, generator)
+        shutil.rmtree(latest, ignore_errors=True)
+        tmp.rename(latest)  # a crash mid-save never leaves a broken latest/
+
+    step = fit(model, optimizer, demos, cfg, model_cfg.chunk, device, rng, generator, step, out / "metrics.jsonl",
+               checkpoint)
     final = out / "final"
     shutil.rmtree(final, ignore_errors=True)
     save_checkpoint(final, model, model_cfg, model.tokenizer, {"step": step})
@@ -185,6 +159,59 @@ def train(config_path: Path, data: list[Path], out: Path, steps: int | None = No
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     return {"steps": step, "loss": last["loss"], "seconds": last["seconds"], "device": str(device),
             "checkpoint": str(final)}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; no weight decay on biases, norms and embeddings' 1-D tensors."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, demos: Any, cfg: TrainConfig, chunk: int,
+        device: torch.device, rng: np.random.Generator, generator: torch.Generator, step: int, metrics: Path,
+        checkpoint: Callable[[int], None] | None = None,
+        extra_losses: Callable[[dict], dict[str, torch.Tensor]] | None = None) -> int:
+    """The behaviour-cloning loop shared by ``train`` and ``finetune``: from ``step`` to ``cfg.steps``.
+
+    Each step samples a batch (random-shift augmented), sets the learning rate, adds any
+    ``extra_losses(batch)`` terms (adapter regularisers, auxiliary objectives) to the task loss,
+    clips and steps; logs to ``metrics`` every ``log_every`` steps and calls ``checkpoint(step)``
+    every ``checkpoint_every`` steps and at the end. Returns the final step."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    log, start, window = metrics.open("a"), time.perf_counter(), []
+    while step < cfg.steps:
+        frames = rng.integers(0, len(demos), cfg.batch)
+        batch = sample_batch(demos, frames, chunk)
+        for camera in CAMERAS:
+            batch[camera] = random_shift(batch[camera], cfg.shift_pad, generator)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch["frames"] = frames
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(cfg, step)
+        loss, stats = model.loss(batch)
+        for name, term in (extra_losses(batch) if extra_losses else {}).items():
+            loss = loss + term
+            stats[name] = float(term.detach())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        window.append(stats)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - start
+            means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            log.write(json.dumps({"step": step, **means, "lr": _lr(cfg, step - 1), "seconds": round(elapsed, 1)}) + "\n")
+            log.flush()
+            sys.stderr.write(f"\rstep {step}/{cfg.steps} | loss {means['loss']:.4f} | {elapsed:.0f} s")
+            sys.stderr.flush()
+            window = []
+        if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            checkpoint(step)
+    sys.stderr.write("\n")
+    log.close()
+    return step
 
 
 def plot_curve(metrics: Path, path: Path, width: int = 640, height: int = 360) -> Path:

@@ -1,4 +1,4 @@
-"""The ``simeval`` command line: ``run``, ``check``, ``list``, ``render-tasks``, ``gallery``.
+"""The ``simeval`` command line: ``run``, ``check``, ``collect``, ``train``, ``finetune``, ``list``, ``render-tasks``, ``gallery``.
 
 Bad input gets one line on stderr naming what is wrong and what is valid, and exit code 2.
 """
@@ -20,6 +20,26 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         raise UsageError(message)
+
+
+# Method options: given only when set, so that a method rejects options that are not its own.
+METHOD_OPTIONS = [
+    ("--rank", int, "LoRA rank r; GSE total rank over all experts"),
+    ("--alpha", float, "LoRA / LoRA-SP scale alpha; CapVector merge coefficient"),
+    ("--rslora", lambda v: v.lower() in ("1", "true", "yes"), "LoRA: alpha / sqrt(r) scaling (true/false)"),
+    ("--dropout", float, "LoRA input dropout"),
+    ("--bank", int, "LoRA-SP: size N of the shared vector bank"),
+    ("--eta", float, "LoRA-SP: energy threshold in (0, 1]"),
+    ("--experts", int, "GSE: experts E (shared + routed)"),
+    ("--top-k", int, "GSE: routed experts per token"),
+    ("--layers", int, "last_k: layers trained per group"),
+    ("--tau", float, "clp: CKA threshold that groups layers into blocks"),
+    ("--fraction", float, "clp: largest fraction of a group's depth pruned"),
+    ("--vector", str, "CapVector: capability vector file (default: extracted from --data first)"),
+    ("--lam", float, "CapVector: orthogonality weight lambda"),
+    ("--targets", str, "regex on module names to adapt (default: attention and MLP projections)"),
+    ("--groups", lambda v: tuple(v.split(",")), "module groups to adapt (comma-separated)"),
+]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -59,6 +79,19 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="training directory (checkpoints, metrics, curve)")
     train.add_argument("--steps", type=int, default=None, help="override train.steps")
     train.add_argument("--resume", action="store_true", help="continue from <out>/latest")
+
+    ft = sub.add_parser("finetune", help="adapt a checkpoint to new demonstrations with one adapter method")
+    ft.add_argument("--policy", type=Path, required=True, help="base checkpoint directory (e.g. results/reference)")
+    ft.add_argument("--method", required=True, help="full, lora, lora_sp, gse, last_k, clp or capvector")
+    ft.add_argument("--data", type=Path, nargs="+", required=True, help="dataset directories (simeval collect)")
+    ft.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory")
+    ft.add_argument("--steps", type=int, default=2000)
+    ft.add_argument("--batch", type=int, default=32)
+    ft.add_argument("--lr", type=float, default=None, help="learning rate (default: by method)")
+    ft.add_argument("--robot", default="", help="only demonstrations of these robots (comma-separated)")
+    ft.add_argument("--seed", type=int, default=0)
+    for flag, kind, text in METHOD_OPTIONS:
+        ft.add_argument(flag, type=kind, default=None, help=text)
 
     check = sub.add_parser("check", help="fail when a run's success rates fell below a baseline's")
     check.add_argument("--run", type=Path, required=True, help="a run directory (or its results.json)")
@@ -230,6 +263,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from policies.finetune import finetune
+
+    if args.steps < 1 or args.batch < 1:
+        raise UsageError(f"--steps and --batch must be >= 1, got {args.steps}, {args.batch}")
+    missing = [str(d) for d in [args.policy, *args.data] if not d.is_dir()]
+    if missing:
+        raise UsageError(f"no such directory {', '.join(missing)} (--policy is a checkpoint, --data a dataset)")
+    options = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in METHOD_OPTIONS}
+    options = {k: v for k, v in options.items() if v is not None}
+    robots = tuple(r for r in args.robot.split(",") if r)
+    summary = finetune(args.policy, args.method, options, args.data, args.out, steps=args.steps, batch=args.batch,
+                       lr=args.lr, robots=robots, seed=args.seed)
+    counts = summary["trainable"]["total"], summary["total"]["total"]
+    print(f"{args.method}: {counts[0]:,} of {counts[1]:,} parameters trained ({counts[0] / counts[1]:.2%}), "
+          f"{summary['steps']} steps in {summary['train_seconds']:.0f} s; adapted checkpoint {args.out}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from simeval.harness import RunRequest, default_out, execute
     from simeval.video import MODES
@@ -286,7 +338,8 @@ def _read_json(path: Path, flag: str) -> dict:
 
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
-            "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train}
+            "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train,
+            "finetune": _cmd_finetune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

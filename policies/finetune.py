@@ -1,0 +1,99 @@
+"""``simeval finetune``: adapt a VLA checkpoint to new demonstrations with one adapter method.
+
+The same loop as ``simeval train`` (``policies.train.fit``): only the parameters the method releases
+train, the method's auxiliary terms (router, load-balance, orthogonality losses) join the task loss,
+and the result is an adapted checkpoint (``policies.adapters.io``) that ``simeval run --policy DIR``
+evaluates like any other. CapVector without ``--vector`` first extracts its capability vector from
+two fine-tunes of the base on the same data (plain, and with the auxiliary objective).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policies.data import load_demos, sample_batch
+from policies.train import TrainConfig, fit, make_optimizer
+
+# Learning rates by method: adapters start at zero and take larger steps than whole-model updates.
+DEFAULT_LR = {"full": 1e-4, "last_k": 1e-4, "clp": 1e-4, "capvector": 1e-4, "lora": 1e-3, "lora_sp": 1e-3,
+              "gse": 1e-3}
+
+
+def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[Path], out: Path,
+             steps: int = 2000, batch: int = 32, lr: float | None = None, robots: tuple[str, ...] | None = None,
+             seed: int = 0, threads: int = 2, device: str = "auto") -> dict[str, Any]:
+    """Fine-tune ``base`` with ``method_name``; write the adapted checkpoint to ``out``; a summary."""
+    from policies.adapters.base import count_parameters, fingerprint
+    from policies.adapters.io import save_adapted
+    from policies.adapters.registry import get_method
+    from policies.vla.checkpoint import load_checkpoint
+
+    method = get_method(method_name)
+    config = method.config(dict(options))  # option errors before any data is read
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; choose another --out")
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr or DEFAULT_LR[method_name], warmup=min(100, steps // 10),
+                      seed=seed, threads=threads, device=device, robots=tuple(robots or ()),
+                      checkpoint_every=max(steps, 1))
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if cfg.device == "auto" else cfg.device))
+    model = load_checkpoint(base).model
+    base_fp = fingerprint(model)
+    demos = load_demos(data, model.config.image_size, cfg.robots or None)
+    rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    context: dict[str, Any] = {"calibration": sample_batch(demos, rng.integers(0, len(demos), 64), model.config.chunk)}
+    if method_name == "capvector" and not getattr(config, "vector", ""):
+        config.vector = str(extract_vector(base, demos, cfg, out / "capvector"))
+    model = method.apply(model, config, **context).to(dev).train()
+    optimizer = make_optimizer(model, cfg)
+    start = time.perf_counter()
+    fit(model, optimizer, demos, cfg, model.config.chunk, dev, rng, generator, 0, out / "metrics.jsonl",
+        extra_losses=lambda _batch: method.losses(model, config))
+    seconds = time.perf_counter() - start
+    counts = count_parameters(model)
+    summary = {"method": method_name, "options": config.to_dict(), "steps": steps, "batch": batch, "lr": cfg.lr,
+               "train_seconds": round(seconds, 1), "step_seconds": round(seconds / max(1, steps), 4),
+               "trainable": counts["trainable"], "total": counts["total"], "frames": len(demos),
+               "episodes": len(demos.length), "data": [str(d) for d in data], "train": asdict(cfg)}
+    save_adapted(out, base, method, config, model, base_fp, {"finetune": summary})
+    (out / "finetune.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path) -> Path:
+    """CapVector's two fine-tunes of ``base`` with identical settings (plain SFT, and SFT plus the
+    auxiliary objective); the difference of their weights is saved as the capability vector."""
+    from policies.adapters.base import mark_trainable
+    from policies.adapters.capvector import AuxiliaryHead, auxiliary_loss, capability_vector, save_vector
+    from policies.vla.checkpoint import load_checkpoint
+
+    weights = {}
+    for name in ("ft", "ao"):
+        torch.manual_seed(cfg.seed)
+        model = load_checkpoint(base).model.train()
+        mark_trainable(model, (".*",))
+        params = list(model.parameters())
+        head = None
+        if name == "ao":
+            head = AuxiliaryHead(model.config.d_model)
+            params += list(head.parameters())
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        extra = (lambda batch, m=model, h=head: {"aux": auxiliary_loss(m, h, batch, demos)}) if head else None
+        fit(model, optimizer, demos, cfg, model.config.chunk, torch.device("cpu"), rng, generator, 0,
+            out / f"metrics_{name}.jsonl", extra_losses=extra)
+        weights[name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    path = out / "capability_vector.safetensors"
+    save_vector(capability_vector(weights["ft"], weights["ao"]), path)
+    return path
