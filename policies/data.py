@@ -43,8 +43,9 @@ def _resize(frames: np.ndarray, size: int) -> torch.Tensor:
     return tensor.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
-def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | None = None) -> DemoSet:
-    """Every ``demos/*.npz`` under the given dataset folders (optionally only some robots)."""
+def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | None = None,
+               tasks: tuple[str, ...] | None = None) -> DemoSet:
+    """Every ``demos/*.npz`` under the given dataset folders (optionally only some robots or tasks)."""
     files = sorted(p for folder in folders for p in (Path(folder) / "demos").glob("*.npz"))
     if not files:
         raise ValueError(f"no demonstrations (demos/*.npz) under {', '.join(map(str, folders))}")
@@ -53,7 +54,7 @@ def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | N
     for path in files:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            if robots and meta["robot"] not in robots:
+            if (robots and meta["robot"] not in robots) or (tasks and meta["task"] not in tasks):
                 continue
             for camera in CAMERAS:
                 images[camera].append(_resize(data[camera], image_size))
@@ -63,7 +64,7 @@ def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | N
             lengths.append(len(data["action"]))
             kept_robots.append(meta["robot"])
     if not lengths:
-        raise ValueError(f"no demonstrations of robots {robots} under {', '.join(map(str, folders))}")
+        raise ValueError(f"no demonstrations of robots {robots or 'any'} and tasks {tasks or 'any'} under {', '.join(map(str, folders))}")
     length = np.array(lengths)
     start = np.concatenate([[0], np.cumsum(length)[:-1]])
     return DemoSet(images={c: torch.cat(v) for c, v in images.items()}, state=torch.cat(states),

@@ -10,6 +10,7 @@ two fine-tunes of the base on the same data (plain, and with the auxiliary objec
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,13 +23,15 @@ from policies.data import load_demos, sample_batch
 from policies.train import TrainConfig, fit, make_optimizer
 
 # Learning rates by method: adapters start at zero and take larger steps than whole-model updates.
+VECTOR_FILE = "capability_vector.safetensors"
 DEFAULT_LR = {"full": 1e-4, "last_k": 1e-4, "clp": 1e-4, "capvector": 1e-4, "lora": 1e-3, "lora_sp": 1e-3,
               "gse": 1e-3}
 
 
 def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[Path], out: Path,
              steps: int = 2000, batch: int = 32, lr: float | None = None, robots: tuple[str, ...] | None = None,
-             seed: int = 0, threads: int = 2, device: str = "auto") -> dict[str, Any]:
+             tasks: tuple[str, ...] | None = None, seed: int = 0, threads: int = 2,
+             device: str = "auto") -> dict[str, Any]:
     """Fine-tune ``base`` with ``method_name``; write the adapted checkpoint to ``out``; a summary."""
     from policies.adapters.base import count_parameters, fingerprint
     from policies.adapters.io import save_adapted
@@ -48,13 +51,16 @@ def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[P
                        ("cpu" if cfg.device == "auto" else cfg.device))
     model = load_checkpoint(base).model
     base_fp = fingerprint(model)
-    demos = load_demos(data, model.config.image_size, cfg.robots or None)
+    demos = load_demos(data, model.config.image_size, cfg.robots or None, tasks or None)
     rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     context: dict[str, Any] = {"calibration": sample_batch(demos, rng.integers(0, len(demos), 64), model.config.chunk)}
-    if method_name == "capvector" and not getattr(config, "vector", ""):
-        config.vector = str(extract_vector(base, demos, cfg, out / "capvector"))
-    model = method.apply(model, config, **context).to(dev).train()
+    if method_name == "capvector":  # the vector travels inside the checkpoint, by a relative name
+        vector = Path(config.vector) if config.vector else extract_vector(base, demos, cfg, out / "capvector")
+        if vector.resolve() != (out / VECTOR_FILE).resolve():
+            shutil.copyfile(vector, out / VECTOR_FILE)
+        config.vector = VECTOR_FILE
+    model = method.apply(model.to(dev), config, adapter_dir=out, **context).train()
     optimizer = make_optimizer(model, cfg)
     start = time.perf_counter()
     fit(model, optimizer, demos, cfg, model.config.chunk, dev, rng, generator, 0, out / "metrics.jsonl",
@@ -86,6 +92,7 @@ def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path) -> Path:
         head = None
         if name == "ao":
             head = AuxiliaryHead(model.config.d_model)
+            head.watch(model)  # reuse the context of model.loss: one pass through the trunk per step
             params += list(head.parameters())
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)

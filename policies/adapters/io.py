@@ -69,7 +69,7 @@ def load_adapter(model: nn.Module, directory: Path | str, **context: Any) -> tup
                          f"this model is base {base}")
     method = get_method(section["method"])
     config = method.config(section["options"], str(directory / CONFIG_FILE))
-    model = method.apply(model, config, **context)
+    model = method.apply(model, config, adapter_dir=directory, **context)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ValueError(f"{weights}: missing adapter weights")

@@ -16,9 +16,10 @@ class LoraSPConfig(AdapterConfig):
 
     ``bank`` (N, the number of rank-one directions per layer): the paper uses N = 128 on backbones of
     width 960 and more; on this project's VLA (d_model 128) that would equal the full width and make
-    the "low-rank" bank as wide as the layer, so the default is 32 (a quarter of the width). The bank
-    may exceed a layer's dimensions: nothing in the method requires N <= min(d_in, d_out).
-    ``alpha``: the update is scaled by alpha / N; 64 / 32 = 2 matches the project's LoRA default
+    the "low-rank" bank as wide as the layer, so the default is 16: the same largest rank as the
+    project's LoRA default (r = 16), as the paper compares its N = 128 bank with LoRA r = 128. The
+    bank may exceed a layer's dimensions: nothing in the method requires N <= min(d_in, d_out).
+    ``alpha``: the update is scaled by alpha / N; 32 / 16 = 2 matches the project's LoRA default
     (alpha 32 / rank 16).
     ``scores``: "softplus" (default) keeps router scores non-negative as the paper states, smoothly, so
     no direction's router gradient dies as it would under "relu"; "linear" is the released code
@@ -27,8 +28,8 @@ class LoraSPConfig(AdapterConfig):
     largest prefix whose energy stays <= eta (at least one direction), i.e. usually one fewer.
     """
 
-    bank: int = 32
-    alpha: float = 64.0
+    bank: int = 16
+    alpha: float = 32.0
     eta: float = 0.9
     router_dropout: float = 0.05
     scores: str = "softplus"

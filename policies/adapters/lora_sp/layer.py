@@ -4,7 +4,9 @@ A bank of N rank-one directions (rows of A = ``lora_A`` [N, in], columns of B = 
 shared by all tokens; a router scores each direction per token, s(x) = softplus(W_r dropout(x)), and
 only the highest-scoring directions that together hold a fraction eta of the score energy are kept.
 The selection is a hard mask (not differentiable); gradients reach the router through the kept
-scores and through the auxiliary losses. The update depends on the input, so the layer never merges.
+scores and through the auxiliary losses (left in ``aux`` by training-mode forwards only, each already
+weighted and divided by the number of LoRA-SP layers, so base's sum is the average over layers).
+The update depends on the input, so the layer never merges.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class LoraSPLinear(AdapterLayer):
     can_merge = False
 
     def __init__(self, base_layer: nn.Linear, bank: int, scaling: float, eta: float, router_dropout: float = 0.05,
-                 scores: str = "softplus", k_rule: str = "paper", weights: tuple[float, float, float] = (1e-2, 1e-3, 1e-2),
-                 aux_scale: float = 1.0, track_rank: bool = True) -> None:
+                 scores: str = "softplus", k_rule: str = "paper",
+                 weights: tuple[float, float, float] = (1e-2, 1e-3, 1e-2), aux_scale: float = 1.0,
+                 track_rank: bool = True) -> None:
         super().__init__(base_layer)
         self.bank, self.scaling, self.eta = bank, scaling, eta
         self.score_fn, self.k_rule = scores, k_rule
