@@ -66,11 +66,14 @@ def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[P
     fit(model, optimizer, demos, cfg, model.config.chunk, dev, rng, generator, 0, out / "metrics.jsonl",
         extra_losses=lambda _batch: method.losses(model, config))
     seconds = time.perf_counter() - start
+    probe = [sample_batch(demos, rng.integers(0, len(demos), 32), model.config.chunk) for _ in range(4)]
+    diagnostics = method.diagnose(model, probe)
     counts = count_parameters(model)
     summary = {"method": method_name, "options": config.to_dict(), "steps": steps, "batch": batch, "lr": cfg.lr,
                "train_seconds": round(seconds, 1), "step_seconds": round(seconds / max(1, steps), 4),
                "trainable": counts["trainable"], "total": counts["total"], "frames": len(demos),
-               "episodes": len(demos.length), "data": [str(d) for d in data], "train": asdict(cfg)}
+               "episodes": len(demos.length), "data": [str(d) for d in data], "train": asdict(cfg),
+               "diagnostics": diagnostics}
     save_adapted(out, base, method, config, model, base_fp, {"finetune": summary})
     (out / "finetune.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -53,6 +53,9 @@ def test_every_method_gives_a_policy(setup, method):
     assert 0 < trainable <= total
     if method not in ("full", "capvector", "clp"):
         assert trainable < total / 2
+    if method == "lora_sp":  # the paper's diagnostic: effective rank per module group, within [1, bank]
+        ranks = summary["diagnostics"]["effective_rank_by_group"]
+        assert set(ranks) == {"vision", "fusion", "action_expert"} and all(1 <= k <= 16 for k in ranks.values())
     policy = load_policy(str(setup / method))
     rng = np.random.default_rng(0)
     batch = Batch(slots=[0, 1], state=rng.normal(size=(2, 8)).astype(np.float32),

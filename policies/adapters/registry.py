@@ -1,7 +1,7 @@
 """The methods by name. Each is a package exporting ``Config`` (an :class:`AdapterConfig`) and
 ``apply(model, config, **context) -> model``; optionally ``regularizer(model, config) -> dict`` of
 weighted loss terms, ``peft_config(config, model) -> dict`` (peft's adapter_config layout) and
-``prepare_config(config, model) -> config`` (fills in what is chosen from the base, e.g. pruned layers)."""
+``diagnose(model, batches) -> dict`` (a method's own diagnostics after training)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,11 @@ class Method:
         if regularizer is not None:
             terms |= regularizer(model, config)
         return terms
+
+    def diagnose(self, model: nn.Module, batches: list[dict[str, Any]]) -> dict[str, Any]:
+        """The method's own diagnostics after training (LoRA-SP: effective ranks), else {}."""
+        diagnose = getattr(self.module, "diagnose", None)
+        return diagnose(model, batches) if diagnose else {}
 
     def peft_config(self, config: AdapterConfig, model: nn.Module) -> dict[str, Any] | None:
         export = getattr(self.module, "peft_config", None)

@@ -2,10 +2,10 @@
 
 from policies.adapters.lora_sp.config import LoraSPConfig
 from policies.adapters.lora_sp.layer import LoraSPLinear, select
-from policies.adapters.lora_sp.model import (apply, effective_ranks, ranks_by_group, reset_rank_stats,
+from policies.adapters.lora_sp.model import (apply, diagnose, effective_ranks, ranks_by_group, reset_rank_stats,
                                              set_dynamic)
 
-__all__ = ["LoraSPConfig", "LoraSPLinear", "apply", "effective_ranks", "ranks_by_group", "reset_rank_stats",
+__all__ = ["LoraSPConfig", "LoraSPLinear", "apply", "diagnose", "effective_ranks", "ranks_by_group", "reset_rank_stats",
            "select", "set_dynamic"]
 
 Config = LoraSPConfig

@@ -51,3 +51,17 @@ def ranks_by_group(model: nn.Module) -> dict[str, float]:
     for name, k in effective_ranks(model).items():
         per_group.setdefault(group_of(name), []).append(k)
     return {group: sum(ks) / len(ks) for group, ks in per_group.items()}
+
+
+def diagnose(model: nn.Module, batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Effective ranks after training: mean k(x) per layer and per group over the given batches."""
+    import torch
+
+    reset_rank_stats(model)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            model.predict(batch)
+    model.train(was_training)
+    return {"effective_rank_by_group": ranks_by_group(model), "effective_rank_by_layer": effective_ranks(model)}
