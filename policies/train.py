@@ -225,11 +225,12 @@ def plot_curve(metrics: Path, path: Path, width: int = 640, height: int = 360) -
     draw = ImageDraw.Draw(image)
     left, right, top, bottom = 70, width - 20, 20, height - 50
     draw.rectangle((left, top, right, bottom), outline=(120, 120, 120))
-    lo, hi = math.floor(losses.min()), math.ceil(losses.max()) if losses.max() > losses.min() else losses.min() + 1
-    for decade in range(int(lo), int(hi) + 1):
-        y = bottom - (decade - lo) / (hi - lo) * (bottom - top)
+    span = max(float(losses.max() - losses.min()), 0.05)
+    lo, hi = float(losses.min()) - 0.05 * span, float(losses.max()) + 0.05 * span
+    for value in _ticks(10 ** lo, 10 ** hi):  # about five round values inside the range
+        y = bottom - (math.log10(value) - lo) / (hi - lo) * (bottom - top)
         draw.line((left, y, right, y), fill=(225, 225, 225))
-        draw.text((8, y - 6), f"1e{decade}", fill=(60, 60, 60))
+        draw.text((8, y - 6), f"{value:g}", fill=(60, 60, 60))
     xs = left + (steps - steps.min()) / max(1.0, steps.max() - steps.min()) * (right - left)
     ys = bottom - (losses - lo) / (hi - lo) * (bottom - top)
     draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(40, 90, 200), width=2)
@@ -239,3 +240,11 @@ def plot_curve(metrics: Path, path: Path, width: int = 640, height: int = 360) -
     draw.text((width // 2 - 60, height - 22), "training step  (loss, log scale)", fill=(0, 0, 0))
     image.save(path)
     return path
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round values (1, 2 or 5 x 10^k apart) between ``low`` and ``high``, about ``count`` of them."""
+    raw = (high - low) / count
+    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
+    first = math.ceil(low / step) * step
+    return [round(first + i * step, 12) for i in range(int((high - first) / step) + 1)]

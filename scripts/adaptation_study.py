@@ -52,7 +52,8 @@ def adapt(base: Path, method: str, data: Path, out: Path, steps: int, batch: int
     return finetune(base, method, {}, [data], out, steps=steps, batch=batch, robots=("Piper",), tasks=tasks)
 
 
-def evaluate(policy: Path, out: Path, tasks: list[str], episodes: int, levels: str, workers: int) -> dict:
+def evaluate(policy: Path, out: Path, tasks: list[str], episodes: int, levels: str, workers: int,
+             max_steps: int | None = None) -> dict:
     """The PiPER perturb suite (restricted to ``tasks``) with this policy; results.json as a dict."""
     from simeval.harness import RunRequest, execute
     from simeval.suites import parse_suite
@@ -60,7 +61,7 @@ def evaluate(policy: Path, out: Path, tasks: list[str], episodes: int, levels: s
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
     suite = parse_suite({"name": "perturb", "tasks": tasks, "robots": ["Piper"], "episodes": episodes, "seed": 0,
-                         "perturbations": ["nominal", f"*:{levels}"]}, "adaptation_study")
+                         "perturbations": ["nominal", f"*:{levels}"], "max_steps": max_steps}, "adaptation_study")
     return execute(RunRequest(suite=suite, policy=str(policy), out=out, workers=workers, video="none", force=True))
 
 
@@ -145,8 +146,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes per (task, variant)")
     parser.add_argument("--mt-episodes", type=int, default=1, help="the same, multi-task setting")
     parser.add_argument("--levels", default="1-5", help="perturbation levels evaluated")
+    parser.add_argument("--mt-tasks", default="all", help="the multi-task setting's tasks (comma-separated)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the tasks' step limits")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="tiny smoke version (minutes): 20 steps, level 3 only")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny smoke version (a few minutes): 20 steps, level 3, 3 tasks, 30-step episodes")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     bad = [m for m in methods if m not in PACKAGES]
@@ -155,30 +159,33 @@ def main() -> None:
     if args.quick:
         args.steps = args.mt_steps = 20
         args.episodes = args.mt_episodes = 1
-        args.levels, args.demos = "3", 4
+        args.levels, args.demos, args.max_steps = "3", 4, 30
+        args.mt_tasks = "PutCubeOnPlate,PushButton,OpenDrawer"
         args.work, args.results = args.work.with_name(args.work.name + "-quick"), args.results.with_name(
             args.results.name + "_quick")
     from envs.tasks.library import TASKS
-
     from policies.vla.checkpoint import load_checkpoint
 
     base_params = sum(p.numel() for p in load_checkpoint(args.base).model.parameters())
     collect(args.data, args.demos)
     settings = {"single-task": ((args.task,), args.steps, args.episodes),
-                "multi-task": (tuple(t.name for t in TASKS), args.mt_steps, args.mt_episodes)}
+                "multi-task": (tuple(t.name for t in TASKS) if args.mt_tasks == "all" else tuple(args.mt_tasks.split(",")),
+                               args.mt_steps, args.mt_episodes)}
     tables: dict[str, list[dict]] = {}
     for setting, (tasks, steps, episodes) in settings.items():
         work = args.work / setting
         rows = [row("none (zero-shot base)", None,
-                    evaluate(args.base, work / "none" / "eval", list(tasks), episodes, args.levels, args.workers), base_params)]
+                    evaluate(args.base, work / "none" / "eval", list(tasks), episodes, args.levels, args.workers,
+                             args.max_steps), base_params)]
         for method in methods:
             summary = adapt(args.base, method, args.data, work / method / "adapted", steps, args.batch,
-                            tasks if len(tasks) == 1 else None)
+                            tasks)
             results = evaluate(work / method / "adapted", work / method / "eval", list(tasks), episodes, args.levels,
-                               args.workers)
+                               args.workers, args.max_steps)
             rows.append(row(method, summary, results, base_params))
             print(f"{setting} {method}: overall {_cell(results['overall'])}", flush=True)
-        tables[f"{setting} ({', '.join(tasks) if len(tasks) == 1 else 'all tasks'}; {steps} steps, batch {args.batch})"] = rows
+        names = "all tasks" if len(tasks) == len(TASKS) else ", ".join(tasks)
+        tables[f"{setting} ({names}; {steps} steps, batch {args.batch})"] = rows
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps({"settings": tables, "args": {
         k: str(v) for k, v in vars(args).items()}}, indent=1) + "\n")
