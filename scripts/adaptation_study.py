@@ -87,9 +87,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         pct = "—" if r["pct_of_full"] is None else f"{r['pct_of_full']:.2f}"
-        grounding = "—" if r["grounding"] is None else f"{100 * r['grounding']:.0f}"
         cells = [r["method"], f"{r['trainable']:,}", pct, f"{r['train_seconds']:.0f}",
-                 *[_cell(r["dimensions"][d]) for d in DIMENSIONS], _cell(r["overall"]), grounding]
+                 *[_cell(r["dimensions"][d]) for d in DIMENSIONS], _cell(r["overall"]), _cell(r["grounding"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
