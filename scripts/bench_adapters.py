@@ -15,29 +15,19 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from policies.adapters import PACKAGES, get_method  # noqa: E402
 from policies.adapters.base import merge_adapters  # noqa: E402
+from bench_vla import median_seconds  # noqa: E402
 from policies.vla import VLA, VLAConfig, build_tokenizer, instruction_corpus, load_checkpoint  # noqa: E402
-
-
-def _median(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def make_batch(config: VLAConfig, n: int) -> dict:
@@ -62,13 +52,13 @@ def step_time(model: torch.nn.Module, method, config, batch: dict, repeats: int)
         loss.backward()
         optimizer.step()
 
-    return _median(step, repeats)
+    return median_seconds(step, repeats)
 
 
 def infer_time(model: torch.nn.Module, batch: dict, repeats: int) -> float:
     model.eval()
     with torch.no_grad():
-        return _median(lambda: model.predict(batch), repeats)
+        return median_seconds(lambda: model.predict(batch), repeats)
 
 
 def main() -> None:

@@ -36,7 +36,8 @@ from policies.vla.tokenizer import build_tokenizer, instruction_corpus  # noqa: 
 INSTRUCTION = "put the red cube in the bowl"
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
     fn()  # warm-up (allocations, kernels)
     times = []
     for _ in range(repeats):
@@ -55,7 +56,7 @@ def bench_inference(model: VLA, sizes: tuple[int, ...], repeats: int, image: int
                       instruction=[INSTRUCTION] * n,
                       agentview=rng.integers(0, 256, (n, image, image, 3), dtype=np.uint8),
                       wrist=rng.integers(0, 256, (n, image, image, 3), dtype=np.uint8))
-        out[str(n)] = round(n / _median_seconds(lambda: policy.act(batch), repeats), 1)
+        out[str(n)] = round(n / median_seconds(lambda: policy.act(batch), repeats), 1)
     return out
 
 
@@ -76,7 +77,7 @@ def bench_train_step(config: VLAConfig, batch_size: int, repeats: int) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    return round(_median_seconds(step, repeats), 4)
+    return round(median_seconds(step, repeats), 4)
 
 
 def main() -> None:
