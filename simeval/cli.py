@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--tasks", default="", help="only these tasks (comma-separated)")
     collect.add_argument("--episodes", type=int, default=None, help="episodes per cell (overrides the suite)")
     collect.add_argument("--noise", type=float, default=0.1, help="std of the noise on executed arm actions (0.1)")
+    collect.add_argument("--rot-noise", type=float, default=None,
+                         help="std of the noise on the rotation dims (default: --noise)")
     collect.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     collect.add_argument("--seed", type=int, default=None, help="suite seed (overrides the suite)")
     collect.add_argument("--keep-failures", action="store_true", help="also keep failed episodes' demos")
@@ -241,9 +243,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from simeval.harness import RunRequest
 
     suite = _suite_from_args(args)
-    request = RunRequest(suite=suite, policy=f"scripted+noise{args.noise}", out=args.out, workers=args.workers,
-                         video="none", resume=args.resume, force=args.force)
-    summary = collect(request, args.noise, keep_failures=args.keep_failures)
+    policy = f"scripted+noise{args.noise}" + ("" if args.rot_noise is None else f"+rot{args.rot_noise}")
+    request = RunRequest(suite=suite, policy=policy, out=args.out, workers=args.workers, video="none",
+                         resume=args.resume, force=args.force)
+    summary = collect(request, args.noise, keep_failures=args.keep_failures, rot_noise=args.rot_noise)
     print(f"{summary['demos']} demonstrations ({summary['frames']} frames) from {summary['episodes']} episodes "
           f"({summary['successes']} succeeded) in {args.out}/demos")
     return 0

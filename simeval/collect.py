@@ -33,13 +33,17 @@ from simeval.runner import Active, Progress, append_record, rollout
 
 class NoisyExpert(Policy):
     """The scripted experts with Gaussian noise on the executed arm action (not on the gripper);
-    the clean action of each slot's last call is kept in ``clean`` for the recorder."""
+    the clean action of each slot's last call is kept in ``clean`` for the recorder.
+
+    ``rot_noise`` (default: ``noise``) is the std on the three rotation dims: rotation noise makes
+    the expert's labels chase every random twist of the wrist, which a policy cannot see at 64 px."""
 
     needs_privileged = True
     needs_images = True  # the recorder needs both cameras
 
-    def __init__(self, noise: float) -> None:
+    def __init__(self, noise: float, rot_noise: float | None = None) -> None:
         self.expert, self.noise = ScriptedPolicy(), noise
+        self.std = np.array([noise] * 3 + [noise if rot_noise is None else rot_noise] * 3)
         self.clean: dict[int, np.ndarray] = {}
         self._rngs: dict[int, np.random.Generator] = {}
 
@@ -53,7 +57,7 @@ class NoisyExpert(Policy):
         noisy = clean.copy()
         for row, slot in enumerate(batch.slots):
             self.clean[slot] = clean[row].copy()
-            noisy[row, :6] += self._rngs[slot].normal(0.0, self.noise, 6)
+            noisy[row, :6] += self._rngs[slot].normal(0.0, 1.0, 6) * self.std
         return np.clip(noisy, -1.0, 1.0)
 
 
@@ -98,18 +102,19 @@ class DemoRecorder:
         record["demo"] = f"demos/{name}.npz"
 
 
-def collect(request: RunRequest, noise: float, keep_failures: bool = False) -> dict:
+def collect(request: RunRequest, noise: float, keep_failures: bool = False, rot_noise: float | None = None) -> dict:
     """Collect the suite's episodes into ``request.out``; a summary of what was written."""
     from simeval.pool import PoolConfig
     from simeval.video import VideoPolicy
 
-    if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"--noise must be within 0..1 (std of the action noise), got {noise}")
+    for flag, value in (("--noise", noise), ("--rot-noise", noise if rot_noise is None else rot_noise)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} must be within 0..1 (std of the action noise), got {value}")
     specs = select(request)
     done = prepare_dir(request, specs)
     finished = {r["id"] for r in done}
     todo = [s for s in specs if s.id not in finished]
-    policy = NoisyExpert(noise)
+    policy = NoisyExpert(noise, rot_noise)
     recorder = DemoRecorder(policy, request.out / "demos", keep_failures)
     config = PoolConfig(workers=max(1, min(request.workers, len(todo) or 1)), image_size=request.suite.image_size,
                         cameras=("agentview", "wrist"), privileged=True)
@@ -120,6 +125,7 @@ def collect(request: RunRequest, noise: float, keep_failures: bool = False) -> d
     demos = sorted(p.name for p in (request.out / "demos").glob("*.npz"))
     summary = {"episodes": len(records), "successes": sum(r["success"] for r in records), "demos": len(demos),
                "frames": sum(r["steps"] for r in records if r["success"] or keep_failures), "noise": noise,
+               "rot_noise": noise if rot_noise is None else rot_noise,
                "image_size": request.suite.image_size}
     (request.out / "dataset.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

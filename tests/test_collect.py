@@ -64,6 +64,21 @@ def test_collect_is_deterministic_and_noise_free_when_asked(suite_file, tmp_path
         assert np.array_equal(a[key]["action"], a[key]["executed"])
 
 
+def test_collect_rotation_noise_off(suite_file, tmp_path):
+    out = tmp_path / "data"
+    assert main(["collect", "--suite", str(suite_file), "--out", str(out), "--noise", "0.2", "--rot-noise", "0",
+                 "--workers", "1"]) == 0
+    demos = _demos(out)
+    assert demos
+    for data in demos.values():
+        noise = data["executed"][:, :6] - data["action"][:, :6]
+        assert np.abs(noise[:, :3]).mean() > 0.05  # position noised ...
+        assert np.array_equal(data["executed"][:, 3:6], np.clip(data["action"][:, 3:6], -1, 1))  # ... rotation not
+    assert json.loads((out / "dataset.json").read_text())["rot_noise"] == 0.0
+
+
 def test_collect_bad_noise(suite_file, tmp_path, capsys):
     assert main(["collect", "--suite", str(suite_file), "--out", str(tmp_path / "x"), "--noise", "3"]) == 2
     assert "--noise must be within 0..1" in capsys.readouterr().err
+    assert main(["collect", "--suite", str(suite_file), "--out", str(tmp_path / "y"), "--rot-noise", "-1"]) == 2
+    assert "--rot-noise must be within 0..1" in capsys.readouterr().err

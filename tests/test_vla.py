@@ -12,6 +12,7 @@ import torch
 from policies.base import Batch, EpisodeStart
 from policies.vla import (VLA, VLAConfig, VLAPolicy, build_tokenizer, count_parameters, instruction_corpus,
                           load_checkpoint, load_tokenizer, load_vla_policy, save_checkpoint)
+from policies.vla.model import sincos_2d
 from policies.vla.tokenizer import PAD_ID, UNK_ID
 
 torch.set_num_threads(2)
@@ -64,10 +65,20 @@ def test_config_round_trip_and_errors():
         VLAConfig.from_dict({**config.to_dict(), "colour": 1})
     for bad, field in [({"head": "mse"}, "head"), ({"d_model": 30, "n_heads": 4}, "d_model"),
                        ({"cameras": ["left"]}, "cameras"), ({"image_size": 60}, "image_size"),
-                       ({"feature_grid": 16}, "feature_grid"), ({"dropout": 1.5}, "dropout"), ({"chunk": 0}, "chunk")]:
+                       ({"feature_grid": 16}, "feature_grid"), ({"d_model": 42, "n_heads": 3}, "multiple of 4"), ({"dropout": 1.5}, "dropout"), ({"chunk": 0}, "chunk")]:
         with pytest.raises(ValueError, match=field) as err:
             VLAConfig.from_dict({**VLAConfig().to_dict(), **bad})
         assert "\n" not in str(err.value)
+
+
+def test_fixed_grid_positions_tell_every_cell_apart():
+    emb = sincos_2d(4, 128)  # [16, 128]
+    assert emb.shape == (16, 128)
+    cos = (emb @ emb.T) / (emb.norm(dim=1)[:, None] * emb.norm(dim=1)[None])
+    off_diagonal = cos[~torch.eye(16, dtype=torch.bool)]
+    assert off_diagonal.max() < 0.6  # neighbours differ clearly: a position is readable from step 0
+    model = VLA(VLAConfig(**TINY))
+    assert "vision.grid_sincos" not in model.state_dict()  # computed, not stored: checkpoints are unchanged
 
 
 # ------------------------------------------------------------------------------- tokenizer

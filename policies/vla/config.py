@@ -103,6 +103,8 @@ def _check(c: VLAConfig) -> None:
         bad("image_size", f"must be divisible by 2**len(stem_channels) = {2 ** len(c.stem_channels)}")
     if c.feature_grid > native or native % c.feature_grid:
         bad("feature_grid", f"must divide the stem's output grid {native}x{native} (image_size / 2**stages)")
+    if c.d_model % 4:
+        bad("d_model", "must be a multiple of 4 (the 2-D sine-cosine positions use a quarter each)")
     if c.d_model % c.n_heads or (c.d_model // c.n_heads) % 2:
         bad("d_model", f"must be divisible by n_heads={c.n_heads} with an even head size")
     if not isinstance(c.dropout, (int, float)) or not 0.0 <= c.dropout < 1.0:

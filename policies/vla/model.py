@@ -126,6 +126,16 @@ def image_to_tensor(image: Tensor, size: int) -> Tensor:
     return x * 2.0 - 1.0
 
 
+def sincos_2d(grid: int, d: int) -> Tensor:
+    """[grid*grid, d] embedding: sines and cosines of the row (first half) and column (second half)."""
+    pos = torch.arange(grid, dtype=torch.float32)
+    freqs = math.pi * float(grid) ** -torch.linspace(0, 1, d // 4)  # periods 2 .. 2 * grid cells
+    angles = pos[:, None] * freqs[None]  # [grid, d/4]
+    one = torch.cat([angles.sin(), angles.cos()], 1)  # [grid, d/2]
+    rows, cols = one[:, None].expand(grid, grid, -1), one[None, :].expand(grid, grid, -1)
+    return torch.cat([rows, cols], -1).reshape(grid * grid, -1)
+
+
 class VisionTower(nn.Module):
     def __init__(self, c: VLAConfig) -> None:
         super().__init__()
@@ -138,6 +148,8 @@ class VisionTower(nn.Module):
         merge = c.image_size // 2 ** len(c.stem_channels) // c.feature_grid  # stem cells per visual token
         self.proj = nn.Conv2d(chans[-1], c.d_model, merge, stride=merge)  # learned patch merge -> d_model
         self.grid_pos = nn.Parameter(torch.zeros(c.tokens_per_camera, c.d_model))
+        # fixed 2-D sine-cosine positions (MAE): where a token lies is known from step 0, not learned
+        self.register_buffer("grid_sincos", sincos_2d(c.feature_grid, c.d_model), persistent=False)
         self.camera_embed = nn.Parameter(torch.zeros(len(c.cameras), c.d_model))
         self.layers = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.vision_layers))
 
@@ -149,7 +161,8 @@ class VisionTower(nn.Module):
         cond = self.cond(instruction).repeat_interleave(n_cam, 0)  # [B*n_cam, D]
         for stage in self.stages:
             x = stage(x, cond)  # [B*n_cam, C_k, S/2^k, S/2^k]
-        x = self.proj(x).flatten(2).transpose(1, 2) + self.grid_pos  # [B*n_cam, D, G, G] -> [B*n_cam, G*G, D]
+        x = self.proj(x).flatten(2).transpose(1, 2)  # [B*n_cam, D, G, G] -> [B*n_cam, G*G, D]
+        x = x + self.grid_pos + self.grid_sincos
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # [B*n_cam, G*G]
         for layer in self.layers:
             x = layer(x, mask)  # each camera's tokens attend to each other
