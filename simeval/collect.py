@@ -107,7 +107,8 @@ def collect(request: RunRequest, noise: float, keep_failures: bool = False, rot_
     from simeval.pool import PoolConfig
     from simeval.video import VideoPolicy
 
-    for flag, value in (("--noise", noise), ("--rot-noise", noise if rot_noise is None else rot_noise)):
+    rot_noise = noise if rot_noise is None else rot_noise
+    for flag, value in (("--noise", noise), ("--rot-noise", rot_noise)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{flag} must be within 0..1 (std of the action noise), got {value}")
     specs = select(request)
@@ -125,7 +126,7 @@ def collect(request: RunRequest, noise: float, keep_failures: bool = False, rot_
     demos = sorted(p.name for p in (request.out / "demos").glob("*.npz"))
     summary = {"episodes": len(records), "successes": sum(r["success"] for r in records), "demos": len(demos),
                "frames": sum(r["steps"] for r in records if r["success"] or keep_failures), "noise": noise,
-               "rot_noise": noise if rot_noise is None else rot_noise,
+               "rot_noise": rot_noise,
                "image_size": request.suite.image_size}
     (request.out / "dataset.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

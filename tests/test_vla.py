@@ -65,7 +65,9 @@ def test_config_round_trip_and_errors():
         VLAConfig.from_dict({**config.to_dict(), "colour": 1})
     for bad, field in [({"head": "mse"}, "head"), ({"d_model": 30, "n_heads": 4}, "d_model"),
                        ({"cameras": ["left"]}, "cameras"), ({"image_size": 60}, "image_size"),
-                       ({"feature_grid": 16}, "feature_grid"), ({"d_model": 42, "n_heads": 3}, "multiple of 4"), ({"dropout": 1.5}, "dropout"), ({"chunk": 0}, "chunk")]:
+                       ({"feature_grid": 16}, "feature_grid"),
+                       ({"d_model": 42, "n_heads": 3}, "multiple of 4"), ({"dropout": 1.5}, "dropout"),
+                       ({"chunk": 0}, "chunk")]:
         with pytest.raises(ValueError, match=field) as err:
             VLAConfig.from_dict({**VLAConfig().to_dict(), **bad})
         assert "\n" not in str(err.value)
