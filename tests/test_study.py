@@ -22,7 +22,7 @@ def test_quick_study(tmp_path):
     data = json.loads((tmp_path / "study_quick.json").read_text())
     for rows in data["settings"].values():
         assert [r["method"] for r in rows] == ["none (zero-shot base)", "lora", "lora_sp", "gse", "last_k"]
-        assert all(r["overall"]["n"] > 0 for r in rows)
+        assert all(r["overall"]["n"] > 0 and r["eval_seconds"] > 0 for r in rows)
         assert rows[0]["trainable"] == 0 and all(0 < r["pct_of_full"] < 50 for r in rows[1:])
     table = (tmp_path / "study_quick.md").read_text()
     assert table.count("| lora_sp |") == 2
