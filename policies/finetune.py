@@ -58,7 +58,7 @@ def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[P
     vector_seconds = 0.0  # CapVector's two extraction fine-tunes, part of its training cost
     if method_name == "capvector":  # the vector travels inside the checkpoint, by a relative name
         start = time.perf_counter()
-        vector = Path(config.vector) if config.vector else extract_vector(base, demos, cfg, out / "capvector")
+        vector = Path(config.vector) if config.vector else extract_vector(base, demos, cfg, out / "capvector", dev)
         vector_seconds = time.perf_counter() - start
         if vector.resolve() != (out / VECTOR_FILE).resolve():
             shutil.copyfile(vector, out / VECTOR_FILE)
@@ -83,7 +83,7 @@ def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[P
     return summary
 
 
-def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path) -> Path:
+def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path, device: torch.device) -> Path:
     """CapVector's two fine-tunes of ``base`` with identical settings (plain SFT, and SFT plus the
     auxiliary objective); the difference of their weights is saved as the capability vector."""
     from policies.adapters.base import mark_trainable
@@ -93,21 +93,21 @@ def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path) -> Path:
     weights = {}
     for name in ("ft", "ao"):
         torch.manual_seed(cfg.seed)
-        model = load_checkpoint(base).model.train()
+        model = load_checkpoint(base).model.to(device).train()
         mark_trainable(model, (".*",))
         params = list(model.parameters())
         head = None
         if name == "ao":
-            head = AuxiliaryHead(model.config.d_model)
+            head = AuxiliaryHead(model.config.d_model).to(device)
             head.watch(model)  # reuse the context of model.loss: one pass through the trunk per step
             params += list(head.parameters())
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
         out.mkdir(parents=True, exist_ok=True)
         extra = (lambda batch, m=model, h=head: {"aux": auxiliary_loss(m, h, batch, demos)}) if head else None
-        fit(model, optimizer, demos, cfg, model.config.chunk, torch.device("cpu"), rng, generator, 0,
+        fit(model, optimizer, demos, cfg, model.config.chunk, device, rng, generator, 0,
             out / f"metrics_{name}.jsonl", extra_losses=extra)
-        weights[name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        weights[name] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     path = out / "capability_vector.safetensors"
     save_vector(capability_vector(weights["ft"], weights["ao"]), path)
     return path

@@ -53,6 +53,7 @@ def test_every_method_gives_a_policy(setup, method):
     assert 0 < trainable <= total
     if method not in ("full", "capvector", "clp"):
         assert trainable < total / 2
+    assert (summary["vector_seconds"] > 0) == (method == "capvector")  # its extraction is part of its cost
     if method == "lora_sp":  # the paper's diagnostic: effective rank per module group, within [1, bank]
         ranks = summary["diagnostics"]["effective_rank_by_group"]
         assert set(ranks) == {"vision", "fusion", "action_expert"} and all(1 <= k <= 16 for k in ranks.values())
