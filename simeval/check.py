@@ -80,9 +80,16 @@ def _cells(results: dict, what: str) -> dict[str, dict]:
         raise ValueError(f"{what} has schema {schema!r}; expected {SCHEMA_ID}")
     cells = {"overall": results["overall"]}
     for section in SECTIONS:
-        for key, cell in (results.get(section) or {}).items():
+        entries = results.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ValueError(f"{what}: {section} must be an object of cells, got {type(entries).__name__}")
+        for key, cell in entries.items():
             cells[f"{section}[{key}]"] = cell
-    return {name: cell for name, cell in cells.items() if cell.get("n")}
+    for name, cell in cells.items():
+        counts = [cell.get(k) if isinstance(cell, dict) else None for k in ("n", "successes")]
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts) or not 0 <= counts[1] <= counts[0]:
+            raise ValueError(f"{what}: cell {name} is not a cell with integer n >= successes >= 0: {cell!r}"[:300])
+    return {name: cell for name, cell in cells.items() if cell["n"]}
 
 
 def compare(run: dict, baseline: dict, alpha: float = 0.05, min_effect: float = 0.10) -> CheckResult:
@@ -105,6 +112,28 @@ def compare(run: dict, baseline: dict, alpha: float = 0.05, min_effect: float = 
     return CheckResult(compared, alpha, min_effect,
                        missing_in_run=[n for n in base_cells if n not in run_cells],
                        missing_in_baseline=[n for n in run_cells if n not in base_cells])
+
+
+EPISODE_SET_KEYS = ("tasks", "robots", "perturbations", "episodes", "seed", "max_steps", "image_size")
+
+
+def suite_mismatch(run: dict, baseline: dict) -> str | None:
+    """Why ``run`` and ``baseline`` are not runs of the same episodes (None when they are).
+
+    Same suite name, the same suite fields that decide the episodes (tasks, robots, variants, episodes
+    per cell, seed, step limit, image size) and the same number of episodes."""
+    suites = [r.get("suite") if isinstance(r.get("suite"), dict) else {"name": r.get("suite")} for r in (run, baseline)]
+    if suites[0].get("name") != suites[1].get("name"):
+        return f"the run is of suite {suites[0].get('name')!r}, the baseline of suite {suites[1].get('name')!r}"
+    differ = [k for k in EPISODE_SET_KEYS if k in suites[0] and k in suites[1] and suites[0][k] != suites[1][k]]
+    if differ:
+        key = differ[0]
+        return (f"suite {suites[0].get('name')!r} differs in {', '.join(differ)} ({key}: run {suites[0][key]!r}, "
+                f"baseline {suites[1][key]!r}), so the episodes differ")
+    counts = [(r.get("counts") or {}).get("episodes") for r in (run, baseline)]
+    if None not in counts and counts[0] != counts[1]:
+        return f"the run has {counts[0]} episodes, the baseline {counts[1]}"
+    return None
 
 
 def _line(c: CellComparison) -> str:

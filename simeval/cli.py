@@ -22,31 +22,107 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# Method options: given only when set, so that a method rejects options that are not its own.
-METHOD_OPTIONS = [
-    ("--rank", int, "LoRA rank r; GSE total rank over all experts"),
-    ("--alpha", float, "LoRA / LoRA-SP scale alpha; CapVector merge coefficient"),
-    ("--rslora", lambda v: v.lower() in ("1", "true", "yes"), "LoRA: alpha / sqrt(r) scaling (true/false)"),
-    ("--dropout", float, "LoRA input dropout"),
-    ("--bank", int, "LoRA-SP: size N of the shared vector bank"),
-    ("--eta", float, "LoRA-SP: energy threshold in (0, 1]"),
-    ("--experts", int, "GSE: experts E (shared + routed)"),
-    ("--top-k", int, "GSE: routed experts per token"),
-    ("--layers", int, "last_k: layers trained per group"),
-    ("--tau", float, "clp: CKA threshold that groups layers into blocks"),
-    ("--fraction", float, "clp: largest fraction of a group's depth pruned"),
-    ("--vector", str, "CapVector: capability vector file (default: extracted from --data first)"),
-    ("--lam", float, "CapVector: orthogonality weight lambda"),
-    ("--targets", str, "regex on module names to adapt (default: attention and MLP projections)"),
-    ("--groups", lambda v: tuple(v.split(",")), "module groups to adapt (comma-separated)"),
-]
+def boolean(text: str) -> bool:
+    """A boolean option's value: true or false, nothing else (``maybe`` is an error, not false)."""
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value == "true"
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+# What a method option means; its flag, type, default and methods come from the method configs.
+METHOD_HELP = {
+    "rank": "LoRA rank r; GSE total rank over all experts",
+    "alpha": "LoRA / LoRA-SP scale alpha; CapVector merge coefficient",
+    "rslora": "LoRA: alpha / sqrt(r) scaling",
+    "dropout": "LoRA input dropout",
+    "bank": "LoRA-SP: size N of the shared vector bank",
+    "eta": "LoRA-SP: energy threshold in (0, 1]; GSE: expert scale",
+    "experts": "GSE: experts E (shared + routed)",
+    "top_k": "GSE: routed experts per token",
+    "layers": "last_k: layers trained per group",
+    "tau": "clp: CKA threshold that groups layers into blocks",
+    "fraction": "clp: largest fraction of a group's depth pruned",
+    "vector": "CapVector: capability vector file (default: extracted from --data first)",
+    "lam": "CapVector: orthogonality weight lambda",
+    "targets": "regex on module names to adapt (default: attention and MLP projections)",
+    "groups": "module groups to adapt (comma-separated)",
+    "trainable": "extra parameter-name regexes that also train (comma-separated)",
+    "router_dropout": "LoRA-SP: dropout on the router's input",
+    "scores": "LoRA-SP: router scores softplus, relu or linear",
+    "k_rule": "LoRA-SP: energy rule paper or released",
+    "spec_weight": "LoRA-SP: weight of the spectral loss",
+    "balance_weight": "LoRA-SP / GSE: weight of the load-balance loss",
+    "z_weight": "LoRA-SP: weight of the router z-loss",
+    "track_rank": "LoRA-SP: record the effective ranks while training",
+    "shared": "GSE: shared experts (always active)",
+    "rho": "GSE: rho of the routing",
+    "adjust": "GSE: c in W_res = W - c sum_i s_i B_i A_i",
+    "milora": "GSE: initialise experts from the smallest singular components",
+    "grad_balance": "GSE: gradient-scale balancing, s_i = s_base mean_j tr(S_j) / tr(S_i)",
+    "s_base": "GSE: s_base of gradient-scale balancing",
+}
+PARSERS = {int: int, float: float, bool: boolean, str: str, tuple: _comma_list}
+
+
+def method_flags() -> dict[str, dict]:
+    """Every method option as a CLI flag: {name: {"type", "methods", "defaults"}}, read from the
+    method configs, so that the flags and the errors that list them cannot drift from the code."""
+    from policies.adapters.registry import PACKAGES, get_method
+
+    flags: dict[str, dict] = {}
+    for method in PACKAGES:
+        for name, (kind, default) in get_method(method).options().items():
+            entry = flags.setdefault(name, {"type": kind, "methods": [], "defaults": []})
+            if entry["type"] is not kind:
+                raise TypeError(f"method option {name} has type {kind.__name__} in {method} but "
+                                f"{entry['type'].__name__} elsewhere")
+            entry["methods"].append(method)
+            entry["defaults"].append(default)
+    return flags
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_method_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("method options (given only when set; each method takes its own)")
+    for name, entry in method_flags().items():
+        kind = entry["type"]
+        shown = "true/false" if kind is bool else ("comma-separated" if kind is tuple else kind.__name__)
+        methods = "all methods" if len(entry["methods"]) == 7 else ", ".join(entry["methods"])
+        text = f"{METHOD_HELP.get(name, name)} [{shown}; {methods}]".replace("%", "%%")
+        group.add_argument(flag_of(name), dest=f"opt_{name}", metavar=name.upper(), type=PARSERS[kind], default=None,
+                           help=text)
+
+
+PERTURBATION_HELP = """perturbations (in a suite file's perturbations: list):
+  nominal            no perturbation (level 0)
+  light:3            one dimension at one level (1 mild .. 5 severe)
+  camera:1-5         a range: camera:1, camera:2, ... camera:5
+  *:2                every dimension at level 2 (*:1-5 every dimension at every level)
+  light:3,camera:2   dimensions composed in one episode
+  dimensions: camera, robot_init, language, light, background, noise, layout
+
+--video modes:
+  examples  (default) per (dimension, level) one success and one failure, tasks and robots varied
+  all       every episode
+  none      no video
+"""
+
+
+def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``with_methods`` adds finetune's method flags (reading the method configs imports torch)."""
     parser = _Parser(prog="simeval", description="Evaluate VLA policies on perturbed MuJoCo tabletop worlds.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="evaluate a policy on a suite of (perturbed) episodes")
+    run = sub.add_parser("run", help="evaluate a policy on a suite of (perturbed) episodes", epilog=PERTURBATION_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--policy", required=True, help="scripted, random, or a checkpoint directory")
     run.add_argument("--suite", required=True, help="a built-in suite (simeval list suites) or a suite YAML file")
     run.add_argument("--robot", default="", help="only these robots (comma-separated)")
@@ -54,10 +130,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--episodes", type=int, default=None, help="episodes per cell (overrides the suite)")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<suite>-<policy>)")
-    run.add_argument("--video", default="examples", help="examples (default), all or none")
+    run.add_argument("--video", default="examples", help="examples (default), all or none (see below)")
     run.add_argument("--seed", type=int, default=None, help="suite seed (overrides the suite)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run: only missing episodes")
-    run.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    run.add_argument("--force", action="store_true", help="replace an earlier simeval run in --out (only the files "
+                                                          "that run wrote are removed)")
     run.add_argument("--episode", default=None, help="re-run this one episode id alone")
 
     collect = sub.add_parser("collect", help="record scripted demonstrations (with action noise) for training")
@@ -73,7 +150,8 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--seed", type=int, default=None, help="suite seed (overrides the suite)")
     collect.add_argument("--keep-failures", action="store_true", help="also keep failed episodes' demos")
     collect.add_argument("--resume", action="store_true", help="continue: only missing episodes")
-    collect.add_argument("--force", action="store_true", help="overwrite an existing dataset directory")
+    collect.add_argument("--force", action="store_true", help="replace an earlier simeval dataset in --out (only "
+                                                              "the files it wrote are removed)")
 
     train = sub.add_parser("train", help="behaviour cloning of the reference VLA from demonstrations")
     train.add_argument("--config", type=Path, required=True, help="YAML with model: and train: sections")
@@ -92,8 +170,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float, default=None, help="learning rate (default: by method)")
     ft.add_argument("--robot", default="", help="only demonstrations of these robots (comma-separated)")
     ft.add_argument("--seed", type=int, default=0)
-    for flag, kind, text in METHOD_OPTIONS:
-        ft.add_argument(flag, type=kind, default=None, help=text)
+    if with_methods:
+        _add_method_flags(ft)
 
     check = sub.add_parser("check", help="fail when a run's success rates fell below a baseline's")
     check.add_argument("--run", type=Path, required=True, help="a run directory (or its results.json)")
@@ -101,6 +179,8 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--update", action="store_true", help="write the run as the new baseline instead")
     check.add_argument("--alpha", type=float, default=0.05, help="one-sided significance (default 0.05)")
     check.add_argument("--min-effect", type=float, default=0.10, help="smallest drop that counts (default 0.10)")
+    check.add_argument("--allow-different-suite", action="store_true",
+                       help="compare a run of another suite or episode set on the cells both have")
 
     lst = sub.add_parser("list", help="list environments, tasks, robots or suites")
     lst.add_argument("what", choices=("envs", "tasks", "robots", "suites"))
@@ -274,8 +354,16 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     missing = [str(d) for d in [args.policy, *args.data] if not d.is_dir()]
     if missing:
         raise UsageError(f"no such directory {', '.join(missing)} (--policy is a checkpoint, --data a dataset)")
-    options = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in METHOD_OPTIONS}
-    options = {k: v for k, v in options.items() if v is not None}
+    from policies.adapters.registry import PACKAGES, get_method
+
+    if args.method not in PACKAGES:
+        raise UsageError(f"unknown --method {args.method!r}; valid methods: {', '.join(PACKAGES)}")
+    options = {k[len("opt_"):]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    own = get_method(args.method).options()
+    foreign = [flag_of(name) for name in options if name not in own]
+    if foreign:
+        raise UsageError(f"{', '.join(foreign)} does not apply to method {args.method}; its options: "
+                         f"{', '.join(flag_of(name) for name in own)}")
     robots = tuple(r for r in args.robot.split(",") if r)
     summary = finetune(args.policy, args.method, options, args.data, args.out, steps=args.steps, batch=args.batch,
                        lr=args.lr, robots=robots, seed=args.seed)
@@ -312,18 +400,30 @@ def _fail(message: str):
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from simeval.check import baseline_from_results, compare, format_report
+    from simeval.check import baseline_from_results, compare, format_report, suite_mismatch
+    from simeval.rundir import check_out_path
 
     path = args.run / "results.json" if args.run.is_dir() else args.run
     run = _read_json(path, "--run")
     if args.update:
+        if args.baseline.exists():
+            _read_json(args.baseline, "--baseline (to be replaced by --update)")  # never overwrite a foreign file
+        check_out_path(args.baseline.parent, "--baseline's folder")
         args.baseline.parent.mkdir(parents=True, exist_ok=True)
         args.baseline.write_text(json.dumps(baseline_from_results(run), indent=1) + "\n")
         print(f"wrote baseline {args.baseline} from {path}")
         return 0
     if not 0 < args.alpha < 1 or not 0 <= args.min_effect < 1:
         raise UsageError(f"--alpha must be in (0, 1) and --min-effect in [0, 1), got {args.alpha}, {args.min_effect}")
-    result = compare(run, _read_json(args.baseline, "--baseline"), alpha=args.alpha, min_effect=args.min_effect)
+    baseline = _read_json(args.baseline, "--baseline")
+    mismatch = suite_mismatch(run, baseline)
+    if mismatch and not args.allow_different_suite:
+        raise UsageError(f"--run and --baseline are not runs of the same episodes: {mismatch}; pass "
+                         f"--allow-different-suite to compare the cells both have")
+    result = compare(run, baseline, alpha=args.alpha, min_effect=args.min_effect)
+    if mismatch:
+        print(f"different suites or episodes ({mismatch}); comparing only the {len(result.cells)} cell(s) both "
+              f"have: {', '.join(c.name for c in result.cells) or 'none'}")
     print(format_report(result))
     return 0 if result.passed else 1
 
@@ -333,6 +433,8 @@ def _read_json(path: Path, flag: str) -> dict:
         data = json.loads(path.read_text())
     except OSError as err:
         raise UsageError(f"{flag} {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag} {path}: not a text file (not UTF-8), so not a simeval results.json") from None
     except json.JSONDecodeError as err:
         raise UsageError(f"{flag} {path}: not valid JSON (line {err.lineno}: {err.msg})") from None
     if not isinstance(data, dict) or "overall" not in data:
@@ -346,8 +448,13 @@ COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _build_parser().parse_args(argv)
+        parser = _build_parser(with_methods="finetune" in argv)
+        args = parser.parse_args(argv)
+        if args.command is None:  # plain ``simeval``: the command list
+            parser.print_help()
+            return 0
         return COMMANDS[args.command](args)
     except (UsageError, ValueError) as err:
         print(f"simeval: error: {err}", file=sys.stderr)

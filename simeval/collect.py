@@ -28,7 +28,8 @@ import numpy as np
 from policies.base import Batch, EpisodeStart, Policy
 from policies.scripted import ScriptedPolicy
 from simeval.harness import RunRequest, prepare_dir, select
-from simeval.runner import Active, Progress, append_record, rollout
+from simeval.records import append_record
+from simeval.runner import Active, Progress, rollout
 
 
 class NoisyExpert(Policy):

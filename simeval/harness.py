@@ -12,11 +12,12 @@ import json
 import os
 import platform
 import re
-import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from simeval.records import read_records, write_records
+from simeval.rundir import check_out_path, claim, clear_run, is_run_dir, read_meta
 from simeval.suites import EpisodeSpec, Suite
 
 
@@ -64,30 +65,48 @@ def select(request: RunRequest) -> list[EpisodeSpec]:
 
 
 def prepare_dir(request: RunRequest, specs: list[EpisodeSpec]) -> list[dict]:
-    """Create or check the run directory; the records already there (kept when resuming)."""
+    """Create or check the run directory; the records already there (kept when resuming).
+
+    Only a directory that is new, empty or simeval's own run (its marker, see ``simeval.rundir``)
+    is used; ``--force`` clears only such a run, and only the files it wrote."""
     meta = {"suite": request.suite.to_dict(), "policy": request.policy, "episode": request.episode}
     out = request.out
-    meta_path, log = out / "run.json", out / "episodes.jsonl"
-    if out.exists() and request.force:
-        shutil.rmtree(out)
-    if meta_path.is_file():
-        previous = json.loads(meta_path.read_text())
+    check_out_path(out)
+    cleared = request.force and out.exists()
+    if cleared:
+        clear_run(out)
+    log = out / "episodes.jsonl"
+    previous = None if cleared else read_meta(out)
+    if previous is not None:
         if previous != meta:
-            raise RunError(f"{out} holds a run of another suite or policy ({previous.get('suite', {}).get('name')}, "
-                           f"{previous.get('policy')}); choose another --out or pass --force to overwrite it")
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+            hint = "pass --force to replace it" if is_run_dir(out) else \
+                "it has no simeval marker, so --force will not clear it"
+            raise RunError(f"{out} holds a run of another suite or policy ({_described(previous)}); choose another "
+                           f"--out, or {hint}")
         wanted = {s.id for s in specs}
-        records = [r for r in records if r["id"] in wanted]
+        records = [r for r in read_records(log) if r["id"] in wanted]
         if records and not request.resume:
             raise RunError(f"{out} already has {len(records)} finished episodes of this run; pass --resume to run "
                            f"only the missing ones, or --force to start over")
-        log.write_text("".join(json.dumps(r) + "\n" for r in records))  # drops a torn last line, if any
+        write_records(log, records)  # without the torn last line, if there was one
+        if not is_run_dir(out):
+            claim(out)  # a run written before simeval marked its directories
         return records
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not a simeval run directory; choose another --out or pass --force")
-    out.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+    if not cleared and out.exists() and any(out.iterdir()):
+        if not is_run_dir(out):
+            raise RunError(f"{out} exists and is not a simeval run directory; choose a new or empty --out "
+                           f"(--force removes only simeval's own runs)")
+        if log.exists():
+            raise RunError(f"{out} is a simeval run without its run.json (damaged); pass --force to clear it")
+    claim(out)
+    (out / "run.json").write_text(json.dumps(meta, indent=1) + "\n")
     return []
+
+
+def _described(meta: dict) -> str:
+    suite = meta.get("suite")
+    name = suite.get("name") if isinstance(suite, dict) else suite
+    return f"suite {name}, policy {meta.get('policy')}"
 
 
 def _timing(previous: Path | None, outcome, episodes: int, workers: int) -> dict:
@@ -96,7 +115,7 @@ def _timing(previous: Path | None, outcome, episodes: int, workers: int) -> dict
     steps = outcome.env_steps if outcome else 0
     restarts = outcome.worker_restarts if outcome else 0
     if previous is not None and previous.is_file():
-        before = json.loads(previous.read_text()).get("timing", {})
+        before = _previous_timing(previous)
         wall += before.get("wall_s") or 0.0
         steps += before.get("env_steps") or 0
         episodes += before.get("episodes_run") or 0
@@ -106,23 +125,32 @@ def _timing(previous: Path | None, outcome, episodes: int, workers: int) -> dict
             "workers": workers, "worker_restarts": restarts, "cpu_count": os.cpu_count()}
 
 
+def _previous_timing(path: Path) -> dict:
+    """The timing of an earlier session's results.json; {} when it cannot be read (it is rewritten)."""
+    try:
+        timing = json.loads(path.read_text()).get("timing")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return {}
+    return timing if isinstance(timing, dict) else {}
+
+
 def execute(request: RunRequest, kill_hook=None) -> dict:
     """Run what is missing, then write results.json, summary.md and report.html; the results."""
     from policies.loader import load_policy
     from simeval.metrics import build_results
     from simeval.pool import PoolConfig
     from simeval.report import write_report_html, write_summary_md
-    from simeval.runner import Progress, append_record, rollout
+    from simeval.records import append_record
+    from simeval.runner import Progress, rollout
     from simeval.video import VideoPolicy
 
-    video = VideoPolicy(request.video)
+    video = VideoPolicy(request.video, request.suite.to_dict())
     policy = load_policy(request.policy)
     specs = select(request)
     done = prepare_dir(request, specs)
     for record in done:
         if record.get("video"):
-            cell = f"{record['dimension']}:{record['level']}" if record["level"] else "nominal"
-            video.seen(cell, record["success"])
+            video.seen(record)
     finished = {r["id"] for r in done}
     todo = [s for s in specs if s.id not in finished]
     cameras: tuple[str, ...] = ("agentview", "wrist") if policy.needs_images else ()

@@ -10,7 +10,6 @@ once to ``episodes.jsonl``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import deque
@@ -20,10 +19,10 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from envs.perturbations import parse_variant
 from envs.tasks.library import get_task
 from policies.base import Batch, EpisodeStart, Policy
 from simeval.pool import EnvPool, PoolConfig, Reply
+from simeval.records import cell_key, variant_cell
 from simeval.suites import EpisodeSpec
 from simeval.video import VideoPolicy, VideoWriter
 
@@ -42,14 +41,6 @@ class Active:
     frames: list[np.ndarray] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     last: Reply | None = None
-
-
-def variant_cell(variant: str) -> tuple[str, int]:
-    """(dimension, level) of a variant: ``nominal``/0, the single dimension, or ``a+b`` and the max level."""
-    levels = parse_variant(variant).levels
-    if not levels:
-        return "nominal", 0
-    return "+".join(d for d, _ in levels), max(lvl for _, lvl in levels)
 
 
 class Progress:
@@ -116,8 +107,8 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
                   "instruction": instruction, "wall_s": round(time.perf_counter() - episode.started, 3),
                   "named_object": target, "first_moved": moved,
                   "grounded": None if target is None or moved is None else moved == target}
-        cell = f"{dimension}:{level}" if level else "nominal"
-        if writer is not None and episode.frames and video.wants(cell, record["success"]):
+        cell = cell_key(dimension, level)
+        if writer is not None and episode.frames and video.wants(record):
             name = f"{cell.replace(':', '_').replace('+', '-')}_{spec.task}_{spec.robot}_{spec.index:04d}_" \
                    f"{'success' if record['success'] else 'failure'}.mp4"
             record["video"] = f"videos/{name}"
@@ -154,6 +145,9 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
 
     def bury(dead: list[int]) -> None:
         for worker in dead:
+            lost = [active[s].spec.id for s in pool.slots_of(worker) if s in active]
+            sys.stderr.write(f"\nsimeval: warning: env worker {worker} died and was replaced ({pool.restarts} "
+                             f"replaced so far); {len(lost)} unfinished episode(s) re-run from scratch\n")
             for slot in pool.slots_of(worker):
                 if slot not in active:
                     continue
@@ -227,13 +221,3 @@ def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], finish: Calla
             finish(slot, False, "policy returned a non-finite action")
         else:
             active[slot].actions.extend(np.clip(chunk, -1.0, 1.0))
-
-
-def append_record(path: Path) -> Callable[[dict], None]:
-    """A sink that appends each record to a JSONL file and flushes it at once."""
-
-    def sink(record: dict) -> None:
-        with path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    return sink

@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+MAX_EPISODES = 10_000  # per cell
+MAX_TOTAL = 1_000_000  # per suite: a bigger one is split, not held in memory as one list
+MAX_FILE_BYTES = 1_000_000
 KEYS = ("name", "description", "tasks", "robots", "perturbations", "episodes", "max_steps", "seed", "image_size")
 
 
@@ -93,11 +96,16 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"unknown suite {name_or_path!r}: not a built-in ({', '.join(sorted(builtins))}) "
                          f"and no such file")
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SuiteError(f"{path}: {path.stat().st_size:,} bytes, larger than a suite file can be "
+                             f"({MAX_FILE_BYTES:,}); is it a suite?")
         text = path.read_text()
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as err:
         raise SuiteError(f"{path}: cannot read the suite file ({err})") from None
+    except RecursionError:
+        raise SuiteError(f"{path}: nested too deeply to be a suite file") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -140,41 +148,73 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
             raise fail(key, "must be 'all' or a non-empty list of names")
         bad = [v for v in value if v not in valid]
         if bad:
-            raise fail(key, f"unknown {', '.join(bad)}; valid: {', '.join(valid)}")
-        return list(dict.fromkeys(value))
+            raise fail(key, f"unknown {', '.join(bad)[:200]}; valid: {', '.join(valid)}")
+        twice = _duplicates(value)
+        if twice:
+            raise fail(key, f"{', '.join(twice)} listed more than once; name each once")
+        return list(value)
 
     tasks = names("tasks", [t.name for t in TASKS])
     robots = names("robots", list(ROBOTS))
     raw = data["perturbations"]
     if not isinstance(raw, list) or not raw:
         raise fail("perturbations", "must be a non-empty list of variants such as 'nominal' or 'camera:3'")
-    variants: list[str] = []
+    expanded: list[tuple[str, str]] = []  # (variant, the entry it came from)
     for entry in raw:
+        if not isinstance(entry, (str, int)) or isinstance(entry, bool) or len(str(entry)) > 200:
+            raise fail("perturbations", f"entry {str(entry)[:60]!r} is not a variant such as 'nominal', 'camera:3' or "
+                                        f"'light:2,camera:1'")
         try:
-            for text in _expand(str(entry), DIMENSIONS):
-                variant = str(parse_variant(text))
-                if variant not in variants:
-                    variants.append(variant)
+            expanded += [(str(parse_variant(text)), str(entry)) for text in _expand(str(entry), DIMENSIONS)]
         except ValueError as err:
             raise fail("perturbations", str(err)) from None
+    variants = [v for v, _ in expanded]
+    twice = _duplicates(variants)
+    if twice:
+        sources = [f"{v} (from {', '.join(repr(e) for w, e in expanded if w == v)})" for v in twice]
+        raise fail("perturbations", f"variant {'; '.join(sources)} given more than once; name each once")
     ints = {}
-    for key, default, low in (("episodes", 10, 1), ("seed", 0, 0), ("image_size", 128, 16)):
+    for key, default, low, high in (("episodes", 10, 1, MAX_EPISODES), ("seed", 0, 0, 2**31 - 1),
+                                    ("image_size", 128, 16, 1024)):
         value = data.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise fail(key, f"must be an integer >= {low}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise fail(key, f"must be an integer within {low}..{high}, got {_short(value)}")
         ints[key] = value
     max_steps = data.get("max_steps")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-        raise fail("max_steps", f"must be a positive integer or null, got {max_steps!r}")
+    if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
+                                  or not 1 <= max_steps <= 100_000):
+        raise fail("max_steps", f"must be an integer within 1..100000 or null, got {_short(max_steps)}")
+    total = len(variants) * len(tasks) * len(robots) * ints["episodes"]
+    if total > MAX_TOTAL:
+        raise fail("episodes", f"the suite has {total:,} episodes, more than the {MAX_TOTAL:,} one run takes; "
+                               f"split it into several suites")
     name = data["name"]
-    if not isinstance(name, str) or not name or "/" in name:
-        raise fail("name", "must be a non-empty string without '/'")
+    if not isinstance(name, str) or not name or "/" in name or len(name) > 100:
+        raise fail("name", "must be a non-empty string of at most 100 characters, without '/'")
+    description = data.get("description", "")
+    if not isinstance(description, (str, type(None))):
+        raise fail("description", f"must be a string, got {type(description).__name__}")
     return Suite(name=name, tasks=tasks, robots=robots, perturbations=variants, max_steps=max_steps,
-                 description=str(data.get("description", "")), source=str(path), **ints)
+                 description=description or "", source=str(path), **ints)
+
+
+def _duplicates(values: list[str]) -> list[str]:
+    """The values that occur more than once, each named once, in first-seen order."""
+    seen: dict[str, int] = {}
+    for value in values:
+        seen[value] = seen.get(value, 0) + 1
+    return [v for v, count in seen.items() if count > 1]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _expand(entry: str, dimensions: tuple[str, ...]) -> list[str]:
     """``*:1-5`` -> every dimension at every level; ``camera:1-3`` -> three variants."""
+    from envs.perturbations.variant import MAX_LEVEL
+
     if "," in entry or ":" not in entry:
         return [entry]
     name, _, level = entry.partition(":")
@@ -183,6 +223,8 @@ def _expand(entry: str, dimensions: tuple[str, ...]) -> list[str]:
         low, _, high = level.strip().partition("-")
         if not (low.isdigit() and high.isdigit()) or int(low) > int(high):
             raise ValueError(f"malformed level range {level.strip()!r} in {entry!r}; write e.g. 'camera:1-5'")
+        if int(high) > MAX_LEVEL:
+            raise ValueError(f"level range {level.strip()!r} in {entry!r} goes past the highest level {MAX_LEVEL}")
         levels = range(int(low), int(high) + 1)
     else:
         levels = [level.strip()]

@@ -2,8 +2,9 @@
 
 The runner hands over finished episodes' frames and goes on stepping; the thread upsamples each
 frame 2x (so the overlaid text reads), writes the instruction and the outcome on it and encodes.
-Which episodes become videos is decided by :class:`VideoPolicy`: by default one success and one
-failure per (dimension, level), ``all`` keeps every episode, ``none`` none.
+Which episodes become videos is decided by :class:`VideoPolicy`: by default a success and a failure
+per (dimension, level), chosen so that tasks and robots vary across cells; ``all`` keeps every
+episode, ``none`` none.
 """
 
 from __future__ import annotations
@@ -21,29 +22,57 @@ MODES = ("examples", "all", "none")
 FPS = 20
 
 
-class VideoPolicy:
-    """Decides, as episodes finish, which ones are kept as videos."""
+def example_rank(suite: dict, record: dict) -> tuple[int, int]:
+    """How much a (dimension, level) cell prefers this episode as its example: lower is better.
 
-    def __init__(self, mode: str) -> None:
+    Cell k of the suite prefers the k-th (task, robot) pair, then the next ones in turn, so that the
+    examples of different cells show different tasks and robots; the seed breaks ties. A pure
+    function of the suite and the record: the same examples whatever order episodes finish in."""
+    from simeval.records import variant_cell
+
+    pairs = [(t, r) for t in suite.get("tasks", []) for r in suite.get("robots", [])]
+    cells = list(dict.fromkeys(variant_cell(v) for v in suite.get("perturbations", [])))
+    cell = variant_cell(str(record.get("perturbation", "nominal")))
+    pair = (record.get("task"), record.get("robot"))
+    if pair not in pairs or cell not in cells:
+        return len(pairs), int(record.get("seed", 0))
+    return (pairs.index(pair) - cells.index(cell)) % len(pairs), int(record.get("seed", 0))
+
+
+class VideoPolicy:
+    """Decides, as episodes finish, which ones are kept as videos.
+
+    In ``examples`` mode each (cell, outcome) keeps its best-ranked episode (:func:`example_rank`):
+    an episode is kept when its cell has no example of that outcome yet or when it ranks better than
+    the one kept so far (whose video stays on disk; the report shows the best-ranked ones)."""
+
+    def __init__(self, mode: str, suite: dict | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown --video mode {mode!r}; valid modes: {', '.join(MODES)}")
-        self.mode = mode
-        self._taken: set[tuple[str, bool]] = set()
+        self.mode, self.suite = mode, suite or {}
+        self._best: dict[tuple[str, bool], tuple[int, int]] = {}
 
     @property
     def records_frames(self) -> bool:
         return self.mode != "none"
 
-    def seen(self, cell: str, success: bool) -> None:
-        """Note an example that already exists (from a resumed run)."""
-        self._taken.add((cell, success))
+    def _key(self, record: dict) -> tuple[str, bool]:
+        from simeval.records import cell_key, variant_cell
 
-    def wants(self, cell: str, success: bool) -> bool:
-        if self.mode == "all":
-            return True
-        if self.mode == "none" or (cell, success) in self._taken:
+        return cell_key(*variant_cell(str(record.get("perturbation", "nominal")))), bool(record.get("success"))
+
+    def seen(self, record: dict) -> None:
+        """Note an example that already exists (from a resumed run)."""
+        key, rank = self._key(record), example_rank(self.suite, record)
+        self._best[key] = min(rank, self._best.get(key, rank))
+
+    def wants(self, record: dict) -> bool:
+        if self.mode != "examples":
+            return self.mode == "all"
+        key, rank = self._key(record), example_rank(self.suite, record)
+        if key in self._best and self._best[key] <= rank:
             return False
-        self._taken.add((cell, success))
+        self._best[key] = rank
         return True
 
 

@@ -148,7 +148,7 @@ def test_faulty_policies_fail_episodes_not_the_run(suite_file, tmp_path, monkeyp
     ("name: x\ntasks: [Juggle]\nrobots: all\nperturbations: [nominal]\n", [":2", "'tasks'", "unknown Juggle"]),
     ("name: x\ntasks: all\nrobots: all\nperturbations: [nominal]\nepisodez: 3\n", [":5", "'episodez'", "valid keys"]),
     ("name: x\ntasks: all\nrobots: all\nperturbations: [gravity:2]\n", [":4", "unknown perturbation dimension"]),
-    ("name: x\ntasks: all\nrobots: all\nperturbations: [nominal]\nepisodes: -1\n", [":5", "'episodes'", ">= 1"]),
+    ("name: x\ntasks: all\nrobots: all\nperturbations: [nominal]\nepisodes: -1\n", [":5", "'episodes'", "within 1.."]),
     ("name: x\ntasks: [a, b\nrobots: all\n", ["malformed YAML"]),
     ("tasks: all\n", ["missing key 'name'"]),
 ])

@@ -5,7 +5,9 @@ weighted loss terms, ``peft_config(config, model) -> dict`` (peft's adapter_conf
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import typing
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
@@ -35,6 +37,18 @@ class Method:
     @property
     def config_cls(self) -> type[AdapterConfig]:
         return self.module.Config
+
+    def options(self) -> dict[str, tuple[type, Any]]:
+        """The options a user can set (from the CLI): name -> (type, default), for the config fields
+        of a plain type (int, float, bool, str, tuple of str); others are state the method fills in."""
+        hints = typing.get_type_hints(self.config_cls)
+        out = {}
+        for f in dataclasses.fields(self.config_cls):
+            kind = tuple if hints[f.name] == tuple[str, ...] else hints[f.name]
+            if kind in (int, float, bool, str, tuple):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                out[f.name] = (kind, default)
+        return out
 
     def config(self, options: dict[str, Any], source: str = "options") -> AdapterConfig:
         try:

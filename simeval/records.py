@@ -1,0 +1,94 @@
+"""Episode records on disk: ``episodes.jsonl``, one JSON object per finished episode.
+
+Records are appended one line at a time as episodes end, so a process killed mid-write leaves at
+most one torn line, and only at the end of the file: that line is dropped with a warning. Any
+other line that is not a record is damage simeval did not cause, and is an error naming the file
+and the line, so that a resumed run never builds on a log it cannot trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from envs.perturbations import parse_variant
+
+REQUIRED = {"id": str, "success": bool, "steps": int}  # the fields a resumed run relies on
+
+
+class RecordError(ValueError):
+    """``episodes.jsonl`` holds a line that is not an episode record: one line, exit code 2."""
+
+
+def variant_cell(variant: str) -> tuple[str, int]:
+    """(dimension, level) of a variant: ``nominal``/0, the single dimension, or ``a+b`` and the max level."""
+    levels = parse_variant(variant).levels
+    if not levels:
+        return "nominal", 0
+    return "+".join(d for d, _ in levels), max(lvl for _, lvl in levels)
+
+
+def cell_key(dimension: str, level: int) -> str:
+    """The name of a (dimension, level) cell: ``nominal`` or ``camera:3``."""
+    return f"{dimension}:{level}" if level else "nominal"
+
+
+def _check(record: object, where: str) -> dict:
+    if not isinstance(record, dict):
+        raise RecordError(f"{where}: not an episode record (a JSON object), got {type(record).__name__}")
+    for key, kind in REQUIRED.items():
+        if not isinstance(record.get(key), kind) or (kind is int and isinstance(record.get(key), bool)):
+            raise RecordError(f"{where}: not an episode record (field {key!r} missing or not {kind.__name__})")
+    return record
+
+
+def read_records(path: Path, warn: Callable[[str], None] | None = None) -> list[dict]:
+    """Every record in ``path`` (none if it does not exist); a torn last line is dropped with a warning."""
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(f"{path}: not UTF-8 text (byte {err.start}); it was not written by simeval") from None
+    except OSError as err:
+        raise RecordError(f"{path}: cannot read it ({err.strerror})") from None
+    lines = text.split("\n")
+    torn_tail = not text.endswith("\n") and bool(lines[-1].strip())
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            records.append(_check(json.loads(line), where))
+        except (json.JSONDecodeError, RecordError) as err:
+            if torn_tail and number == len(lines):
+                (warn or _warn)(f"{path}: dropped a torn last line {number} (a write cut short by an interrupted run)")
+                break
+            message = err.msg if isinstance(err, json.JSONDecodeError) else str(err).split(": ", 2)[-1]
+            raise RecordError(f"{where}: corrupt episode record ({message}); fix or remove that line") from None
+    return records
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    """Rewrite ``path`` with ``records``, atomically (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
+
+
+def append_record(path: Path) -> Callable[[dict], None]:
+    """A sink that appends each record to a JSONL file as one write, flushed at once."""
+
+    def sink(record: dict) -> None:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    return sink
+
+
+def _warn(message: str) -> None:
+    print(f"simeval: warning: {message}", file=sys.stderr)
