@@ -447,6 +447,12 @@ COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cm
             "finetune": _cmd_finetune}
 
 
+def one_line(err: BaseException) -> str:
+    """The message on one line, whatever user text it quotes (newlines shown as \\n), at most 1000 characters."""
+    text = (str(err) or type(err).__name__).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= 1000 else text[:997] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -457,10 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return COMMANDS[args.command](args)
     except (UsageError, ValueError) as err:
-        print(f"simeval: error: {err}", file=sys.stderr)
+        print(f"simeval: error: {one_line(err)}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # the run could not go on (e.g. env workers cannot start)
-        print(f"simeval: failed: {err}", file=sys.stderr)
+        print(f"simeval: failed: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("simeval: interrupted; finished episodes are in episodes.jsonl (continue with --resume)",

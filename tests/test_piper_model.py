@@ -1,4 +1,4 @@
-"""The project's PiPER model against the published kinematic chain (shared/reference/piper.md).
+"""The project's PiPER model against the published kinematic chain (docs/piper.md).
 
 The chain is transcribed here a second time, on purpose, and evaluated with plain homogeneous
 transforms, so that the test checks the MJCF the project builds rather than reusing its tables.

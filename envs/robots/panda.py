@@ -3,7 +3,7 @@
 robosuite drives the Panda with torque motors and a Python operational-space controller; here the
 motors are replaced by position actuators (gains in the manner of MuJoCo Menagerie's Panda) and the
 shared end-effector controller computes their targets. Render profiles: ``fast`` keeps only the
-collision meshes (about 8x faster on the CPU rasteriser, see shared/reference/rendering.md) and
+collision meshes (about 8x faster on the CPU rasteriser than the visual meshes) and
 colours them like the real arm; ``full`` keeps robosuite's visual meshes.
 """
 

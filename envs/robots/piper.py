@@ -1,4 +1,4 @@
-"""The AgileX PiPER, written by this project from its published kinematics (shared/reference/piper.md).
+"""The AgileX PiPER, written by this project from its published kinematics (docs/piper.md).
 
 Every body frame, joint axis, range, mass and actuator gain below is the published chain; only the
 visual/collision geometry is ours: capsules and boxes, which render 10-30x faster than meshes on a
