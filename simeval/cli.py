@@ -256,6 +256,17 @@ def _names(text: str, valid: Sequence[str], what: str) -> list[str]:
     return names
 
 
+def _check_picture_out(out: Path) -> None:
+    """A picture replaces only an earlier picture: ``--out`` must be new or an existing PNG file."""
+    from simeval.rundir import check_out_path
+
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: give a .png path")
+    check_out_path(out.parent, "--out's folder")
+    if out.is_dir() or (out.exists() and out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
+        raise UsageError(f"--out {out} exists and is not a PNG picture; choose another path")
+
+
 def _cmd_render_tasks(args: argparse.Namespace) -> int:
     from envs.robots import ROBOTS
     from envs.scene import PROFILES
@@ -270,6 +281,7 @@ def _cmd_render_tasks(args: argparse.Namespace) -> int:
     robots = _names(args.robots, list(ROBOTS), "robot")
     if args.columns < 1:
         raise UsageError(f"--columns must be >= 1, got {args.columns}")
+    _check_picture_out(args.out)
     path = task_grid(tasks, robots, args.out, size=args.size, seed=args.seed, profile=args.profile,
                      columns=args.columns)
     print(f"wrote {path}")
@@ -289,6 +301,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     if not 64 <= args.size <= 1024:
         raise UsageError(f"--size must be within 64..1024, got {args.size}")
     out = args.out or Path(f"results/gallery_{args.robot.lower()}.png")
+    _check_picture_out(out)
     path = perturbation_gallery(args.task, args.robot, out, size=args.size, seed=args.seed, profile=args.profile)
     print(f"wrote {path}")
     return 0

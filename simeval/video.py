@@ -26,11 +26,12 @@ def example_rank(suite: dict, record: dict) -> tuple[int, int]:
     """How much a (dimension, level) cell prefers this episode as its example: lower is better.
 
     Cell k of the suite prefers the k-th (task, robot) pair, then the next ones in turn, so that the
-    examples of different cells show different tasks and robots; the seed breaks ties. A pure
+    examples of different cells show different tasks and robots; the seed breaks ties. Pairs are
+    taken in the order the runner starts them (sorted), so few episodes are encoded and superseded. A pure
     function of the suite and the record: the same examples whatever order episodes finish in."""
     from simeval.records import variant_cell
 
-    pairs = [(t, r) for t in suite.get("tasks", []) for r in suite.get("robots", [])]
+    pairs = sorted((t, r) for t in suite.get("tasks", []) for r in suite.get("robots", []))  # the runner's order
     cells = list(dict.fromkeys(variant_cell(v) for v in suite.get("perturbations", [])))
     cell = variant_cell(str(record.get("perturbation", "nominal")))
     pair = (record.get("task"), record.get("robot"))

@@ -278,3 +278,52 @@ def test_plain_simeval_prints_the_commands(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert all(command in out for command in ("run", "check", "collect", "train", "finetune", "list"))
+
+
+# ------------------------------------------------------------------ pictures never replace a foreign file
+@pytest.mark.parametrize("command", ["render-tasks", "gallery"])
+def test_a_picture_never_replaces_a_file_that_is_not_a_png(command, tmp_path, capsys):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture")
+    assert main([command, "--out", str(notes)]) == 2
+    assert "not a PNG" in _one_line_error(capsys)
+    assert main([command, "--out", str(tmp_path / "notes.txt")]) == 2
+    _one_line_error(capsys)
+    assert notes.read_text() == "not a picture" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.png"]
+
+
+# ------------------------------------------------------------------ example videos vary across cells
+def _perturb_records(outcome) -> tuple[dict, list[dict]]:
+    suite = load_suite("perturb").to_dict()
+    records = [{"id": s.id, "task": s.task, "robot": s.robot, "perturbation": s.variant, "seed": s.seed,
+                "success": outcome(s)} for s in load_suite("perturb").episode_specs()]
+    return suite, records
+
+
+def _examples(suite: dict, records: list[dict]) -> dict[tuple[str, bool], dict]:
+    from simeval.video import VideoPolicy, example_rank
+
+    policy, kept = VideoPolicy("examples", suite), []
+    for record in records:
+        if policy.wants(record):
+            kept.append(record)
+    best: dict[tuple[str, bool], dict] = {}
+    for record in kept:
+        key = (record["perturbation"], record["success"])
+        if key not in best or example_rank(suite, record) < example_rank(suite, best[key]):
+            best[key] = record
+    return best
+
+
+def test_examples_vary_tasks_and_robots_and_do_not_depend_on_finish_order():
+    import random
+
+    suite, records = _perturb_records(lambda s: s.seed % 3 != 0)
+    best = _examples(suite, records)
+    pairs = {(r["task"], r["robot"]) for r in best.values()}
+    tasks = {r["task"] for r in best.values()}
+    assert len(best) == 72 and len(pairs) >= 15 and len(tasks) == 10  # not 36 of 37 OpenDrawer/Panda
+    assert {r["robot"] for r in best.values()} == {"Panda", "Piper"}
+    shuffled = records[:]
+    random.Random(1).shuffle(shuffled)
+    assert {k: r["id"] for k, r in _examples(suite, shuffled).items()} == {k: r["id"] for k, r in best.items()}
