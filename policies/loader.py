@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 from policies.base import Policy
+from policies.integrity import read_json, short
 
 BUILTIN = ("scripted", "random")
 # Checkpoint loaders by the ``policy_type`` in a checkpoint's config.json (the reference VLA adds one).
@@ -24,20 +24,23 @@ def load_policy(spec: str) -> Policy:
 
         return RandomPolicy()
     path = Path(spec)
-    if not path.is_dir():
-        raise ValueError(f"unknown policy {spec!r}: give {' or '.join(BUILTIN)}, or a checkpoint directory")
-    config = path / "config.json"
-    if not config.is_file():
-        raise ValueError(f"policy directory {spec!r} has no config.json: not a checkpoint")
     try:
-        policy_type = json.loads(config.read_text()).get("policy_type")
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{config}: unreadable checkpoint config ({err})") from None
+        is_dir = path.is_dir()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        is_dir = False
+    if not is_dir:
+        raise ValueError(f"unknown policy {short(spec)}: give {' or '.join(BUILTIN)}, or a checkpoint directory")
+    config = path / "config.json"
+    if not config.exists():
+        raise ValueError(f"policy directory {spec!r} has no config.json: not a checkpoint")
+    policy_type = read_json(config).get("policy_type")  # one line on a non-object, non-UTF-8, a directory ...
+    if not isinstance(policy_type, str):
+        raise ValueError(f"{config}: field policy_type={short(policy_type)} is not a string naming a checkpoint type")
     if policy_type == "simeval_vla":
         from policies import vla  # noqa: F401  (registers its loader; imports torch only here)
     if policy_type == "simeval_adapted":
         from policies import adapters  # noqa: F401  (registers its loader)
     if policy_type not in CHECKPOINT_LOADERS:
         known = ", ".join(CHECKPOINT_LOADERS) or "none registered yet"
-        raise ValueError(f"{config}: unknown policy_type {policy_type!r}; known checkpoint types: {known}")
+        raise ValueError(f"{config}: unknown policy_type {short(policy_type)}; known checkpoint types: {known}")
     return CHECKPOINT_LOADERS[policy_type](path)

@@ -126,6 +126,9 @@ def train(config_path: Path, data: list[Path], out: Path, steps: int | None = No
     latest = out / "latest"
     if out.exists() and not resume and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; pass --resume to continue its training or choose another --out")
+    if resume and out.is_dir() and any(out.iterdir()) and not (out / "train_config.json").is_file():
+        raise ValueError(f"{out} is not a simeval training directory (no train_config.json), so --resume would "
+                         f"replace its latest/ and final/; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     demos = load_demos(data, model_cfg.image_size, cfg.robots)
     rng, generator = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
@@ -214,37 +217,45 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, demos: Any, cf
     return step
 
 
-def plot_curve(metrics: Path, path: Path, width: int = 640, height: int = 360) -> Path:
-    """The training loss (log scale) against steps, drawn with Pillow."""
-    from PIL import Image, ImageDraw
+def plot_curve(metrics: Path, path: Path, width: float = 6.4, height: float = 3.6) -> Path:
+    """The training loss against steps (log scale: it falls over decades), so a run can be judged at a glance.
+
+    matplotlib's object API with the Agg canvas: no display and no pyplot state, safe in any thread."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     steps = np.array([r["step"] for r in rows], float)
-    losses = np.log10(np.maximum([r["loss"] for r in rows], 1e-6))
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 70, width - 20, 20, height - 50
-    draw.rectangle((left, top, right, bottom), outline=(120, 120, 120))
-    span = max(float(losses.max() - losses.min()), 0.05)
-    lo, hi = float(losses.min()) - 0.05 * span, float(losses.max()) + 0.05 * span
-    for value in _ticks(10 ** lo, 10 ** hi):  # about five round values inside the range
-        y = bottom - (math.log10(value) - lo) / (hi - lo) * (bottom - top)
-        draw.line((left, y, right, y), fill=(225, 225, 225))
-        draw.text((8, y - 6), f"{value:g}", fill=(60, 60, 60))
-    xs = left + (steps - steps.min()) / max(1.0, steps.max() - steps.min()) * (right - left)
-    ys = bottom - (losses - lo) / (hi - lo) * (bottom - top)
-    draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(40, 90, 200), width=2)
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = left + frac * (right - left)
-        draw.text((x - 15, bottom + 8), f"{int(steps.min() + frac * (steps.max() - steps.min()))}", fill=(60, 60, 60))
-    draw.text((width // 2 - 60, height - 22), "training step  (loss, log scale)", fill=(0, 0, 0))
-    image.save(path)
+    losses = np.maximum(np.array([r["loss"] for r in rows], float), 1e-6)
+    kind = "flow-matching MSE" if rows and "flow_mse" in rows[0] else "L1"
+    window = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    fig = Figure(figsize=(width, height), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(steps, losses, color="#2a5ac8", linewidth=1.6, marker="o" if len(steps) < 30 else None, markersize=3)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.06, not 6 x 10^-2
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: _minor_label(value, ax.get_ylim())))
+    ax.tick_params(axis="y", which="minor", labelsize=8, labelcolor="#666666")
+    ax.set_xlim(left=0)
+    ax.grid(True, which="major", color="#dddddd")
+    ax.grid(True, which="minor", axis="y", color="#f0f0f0")
+    ax.set_xlabel("training step (optimizer updates)")
+    ax.set_ylabel(f"{kind} loss, log scale\n(actions normalised to [-1, 1])")
+    ax.set_title("Training loss" + (f", mean over each {window}-step window" if window > 1 else ", every step"),
+                 fontsize=11)
+    if rows and "seconds" in rows[-1]:
+        seconds = float(rows[-1]["seconds"])
+        took = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+        ax.text(0.99, 0.97, f"{steps[-1]:.0f} steps in {took}", transform=ax.transAxes, ha="right", va="top",
+                fontsize=9, color="#555555")
+    fig.savefig(path, format="png")
     return path
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round values (1, 2 or 5 x 10^k apart) between ``low`` and ``high``, about ``count`` of them."""
-    raw = (high - low) / count
-    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
-    first = math.ceil(low / step) * step
-    return [round(first + i * step, 12) for i in range(int((high - first) / step) + 1)]
+def _minor_label(value: float, limits: tuple[float, float]) -> str:
+    """Every minor log tick labelled within a decade, only 2 and 5 over a few decades, none beyond: no clutter."""
+    decades = math.log10(max(limits) / max(min(limits), 1e-12))
+    mantissa = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+    return f"{value:g}" if decades < 1 or (decades < 2.5 and mantissa in (2, 5)) else ""

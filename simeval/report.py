@@ -1,21 +1,28 @@
 """Human-readable views of a results.json: summary.md and one self-contained report.html.
 
-The HTML page has inline CSS, an inline SVG chart and no scripts or external resources, so it can be
-mailed or attached to a CI run as one file; videos are linked relative to the run directory.
+The HTML page has inline CSS, an inline SVG chart (drawn by matplotlib) and no scripts or external
+resources, so it can be mailed or attached to a CI run as one file; videos are linked relative to the
+run directory.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
 
 from simeval.metrics import (DIMENSIONS, NOMINAL, pct, dimension_level, format_cell, format_drop, is_success,
                              level_key)
+
+if TYPE_CHECKING:  # matplotlib is imported only when a chart is drawn
+    from matplotlib.figure import Figure
 
 LEVELS = (1, 2, 3, 4, 5)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#3d9a94", "#59a14f", "#c49a00", "#b07aa1",
@@ -72,6 +79,20 @@ def _errors_line(results: dict) -> str:
             f"(policy raised, NaN action or worker died); they count as failures.")
 
 
+def workers_line(results: dict) -> str | None:
+    """A sentence when env worker processes died and were replaced (their episodes re-ran), else None.
+
+    Older results.json files have no ``worker_restarts``: that reads as none."""
+    restarts = int((results.get("timing") or {}).get("worker_restarts") or 0)
+    if restarts <= 0:
+        return None
+    if restarts == 1:
+        return ("Env workers: 1 worker process died and was replaced; its unfinished episodes re-ran "
+                "from scratch.")
+    return (f"Env workers: {restarts} worker processes died and were replaced; their unfinished episodes "
+            "re-ran from scratch.")
+
+
 # ---------------------------------------------------------------- summary.md
 
 def _md_escape(text: Any) -> str:
@@ -104,10 +125,12 @@ def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
     """Markdown tables: overall, dimension x level with drop vs nominal, per task, per robot, errors."""
     levels = _levels(results)
     lines = [f"# {results.get('policy', '?')} on suite {_suite_name(results)}", "",
-             f"**Overall success:** {format_cell(results.get('overall'))}", "",
-             grounding_line(results), "",
-             "## Success by perturbation dimension and level", "",
-             "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate.", ""]
+             f"**Overall success:** {format_cell(results.get('overall'))}", ""]
+    if restarted := workers_line(results):
+        lines += [f"**{restarted}**", ""]
+    lines += [grounding_line(results), "",
+              "## Success by perturbation dimension and level", "",
+              "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate.", ""]
     header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal"]
     rows = [[dim, format_cell(cell), *[format_cell(cells[lvl]) if cells[lvl] else "" for lvl in levels],
              "" if dim == NOMINAL else format_drop(drop)] for dim, cell, cells, drop in level_rows(results)]
@@ -124,7 +147,7 @@ def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
     return out
 
 
-# ---------------------------------------------------------------- SVG chart
+# ---------------------------------------------------------------- chart (matplotlib, inline SVG)
 
 def _colors(dims: Sequence[str]) -> dict[str, str]:
     colors, spare = {NOMINAL: "#444444"}, iter(PALETTE[len(DIMENSIONS):] * 10)
@@ -136,75 +159,88 @@ def _colors(dims: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def _marker(x: float, y: float, y_lo: float, y_hi: float, color: str, title: str) -> str:
-    """A point with its CI bar and caps; the <title> is the native hover tooltip (no scripts)."""
-    return (f'<g><title>{html.escape(title)}</title>'
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_lo:.1f}" y2="{y_hi:.1f}" stroke="{color}" stroke-width="1.4" '
-            f'opacity="0.6"/><line x1="{x - 3:.1f}" x2="{x + 3:.1f}" y1="{y_lo:.1f}" y2="{y_lo:.1f}" '
-            f'stroke="{color}" opacity="0.6"/><line x1="{x - 3:.1f}" x2="{x + 3:.1f}" y1="{y_hi:.1f}" '
-            f'y2="{y_hi:.1f}" stroke="{color}" opacity="0.6"/>'
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}" stroke="#fff" stroke-width="1.2"/></g>')
+def _series_id(dim: str) -> str:
+    """An SVG id for a dimension's series (``series-camera``), so tests and styles can find it."""
+    return "series-" + re.sub(r"[^A-Za-z0-9_-]+", "-", dim)
 
 
-def svg_chart(results: dict, width: int = 860, height: int = 400) -> str:
-    """Success rate (0-100%) against level (0 = nominal, shared), one series per dimension, CI bars."""
+def _plot_levels(fig: "Figure", results: dict) -> None:
+    """Draw success (0-100%) against level on ``fig``: level 0 is nominal, shared; Wilson 95% CI error bars."""
+    from matplotlib.ticker import PercentFormatter
+
     by_level = results.get("by_level", {})
     nominal = by_level.get(NOMINAL) if (by_level.get(NOMINAL) or {}).get("n") else None
     dims = [d for d in results.get("by_dimension", {}) if d != NOMINAL]
     colors = _colors(dims)
     max_level = max([5, *(_split_level(k)[1] for k in by_level)])
-    left, right, top, bottom = 64, width - 170, 16, height - 58
-    step = (right - left) / (max_level + 1)
-    x_of = lambda lvl: left + step * (lvl + 0.5)  # noqa: E731
-    y_of = lambda rate: bottom - (bottom - top) * rate  # noqa: E731
-    e = html.escape
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             f'role="img" aria-label="Success rate per dimension and level">']
-    for tick in range(0, 101, 20):  # y grid, ticks and labels
-        y = y_of(tick / 100)
-        parts.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                     f'<line x1="{left - 5}" x2="{left}" y1="{y:.1f}" y2="{y:.1f}" class="axis"/>'
-                     f'<text x="{left - 9}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}%</text>')
-    for lvl in range(max_level + 1):  # x ticks and labels
-        x = x_of(lvl)
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 5}" class="axis"/>'
-                     f'<text x="{x:.1f}" y="{bottom + 19}" text-anchor="middle" class="tick">{lvl}</text>')
-    parts.append(f'<text x="{x_of(0):.1f}" y="{bottom + 32}" text-anchor="middle" class="small">(nominal)</text>'
-                 f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" class="axis"/>'
-                 f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" class="axis"/>'
-                 f'<text x="{(left + right) / 2:.1f}" y="{height - 8}" text-anchor="middle" class="label">'
-                 f'Perturbation level</text>'
-                 f'<text transform="translate(16 {(top + bottom) / 2:.1f}) rotate(-90)" text-anchor="middle" '
-                 f'class="label">Success rate (Wilson 95% CI)</text>')
-    start = (x_of(0), y_of(nominal["rate"])) if nominal else None
-    dodge = min(7.0, step * 0.5 / max(1, len(dims)))  # side by side, so error bars do not hide each other
-    legend = []
+    ax = fig.add_subplot()
+    series = {}  # id -> the line through a series' points; ids are set after the legend copies its handles
+    dodge = min(0.07, 0.5 / max(1, len(dims)))  # side by side, so error bars do not hide each other
     for i, dim in enumerate(dims):
-        color, offset = colors[dim], (i - (len(dims) - 1) / 2) * dodge
+        offset = (i - (len(dims) - 1) / 2) * dodge
         points = [(lvl, by_level[f"{dim}:{lvl}"]) for lvl in range(1, max_level + 1)
                   if (by_level.get(f"{dim}:{lvl}") or {}).get("n")]
-        xy = [(x_of(lvl) + offset, y_of(c["rate"])) for lvl, c in points]
-        line = ([start] if start else []) + xy
-        parts.append(f'<g class="series" data-dimension="{e(dim)}">')
-        if len(line) > 1:
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" stroke-linejoin="round" points="'
-                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in line) + '"/>')
-        parts += [_marker(x, y, y_of(c["ci95"][0]), y_of(c["ci95"][1]), color, f"{dim} level {lvl}: {format_cell(c)}")
-                  for (lvl, c), (x, y) in zip(points, xy)]
-        parts.append("</g>")
-        legend.append((dim, color))
-    if nominal:  # one shared point, drawn last so it sits on top of the lines that start from it
-        parts.append(_marker(*start, y_of(nominal["ci95"][0]), y_of(nominal["ci95"][1]), colors[NOMINAL],
-                             f"nominal: {format_cell(nominal)}"))
-        legend.append(("nominal (level 0)", colors[NOMINAL]))
-    for i, (name, color) in enumerate(legend):
-        ly = top + 8 + 22 * i
-        swatch = "" if name.startswith(NOMINAL) else (f'<line x1="{right + 20}" x2="{right + 46}" y1="{ly}" '
-                                                      f'y2="{ly}" stroke="{color}" stroke-width="2"/>')
-        parts.append(f'<g class="legend">{swatch}<circle cx="{right + 33}" cy="{ly}" r="4" fill="{color}"/>'
-                     f'<text x="{right + 54}" y="{ly + 4}" class="tick">{e(name)}</text></g>')
-    parts.append("</svg>")
-    return "".join(parts)
+        if nominal:  # the line starts at the shared nominal point (its marker and CI are drawn once, below)
+            first = [(0, nominal["rate"])] + [(lvl + offset, c["rate"]) for lvl, c in points[:1]]
+            ax.plot(*zip(*[(x, 100 * y) for x, y in first]), color=colors[dim], linewidth=2, zorder=2)
+        if not points:
+            continue
+        xs = [lvl + offset for lvl, _ in points]
+        ys = [100 * c["rate"] for _, c in points]
+        err = [[100 * (c["rate"] - c["ci95"][0]) for _, c in points],  # below, above: Wilson is asymmetric
+               [100 * (c["ci95"][1] - c["rate"]) for _, c in points]]
+        series[_series_id(dim)] = ax.errorbar(xs, ys, yerr=err, color=colors[dim], linewidth=2, marker="o",
+                                              markersize=6, markeredgecolor="white", capsize=3, elinewidth=1.2,
+                                              ecolor=colors[dim], label=dim, zorder=3)
+    if nominal:
+        low, high = nominal["ci95"]
+        series[_series_id(NOMINAL)] = ax.errorbar(
+            [0], [100 * nominal["rate"]], yerr=[[100 * (nominal["rate"] - low)], [100 * (high - nominal["rate"])]],
+            color=colors[NOMINAL], marker="o", markersize=7, markeredgecolor="white", capsize=3, linestyle="none",
+            label="nominal (level 0)", zorder=4)
+    if not dims and not nominal:
+        ax.text(0.5, 0.5, "no episodes", transform=ax.transAxes, ha="center", va="center", color="#6e7781")
+    ax.set_xticks(range(max_level + 1), ["0\n(nominal)", *map(str, range(1, max_level + 1))])
+    ax.set_xlim(-0.5, max_level + 0.5)
+    ax.set_ylim(-2, 102)
+    ax.set_yticks(range(0, 101, 20))
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.grid(True, axis="y", color="#e6e8eb")
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_xlabel("Perturbation level")
+    ax.set_ylabel("Success rate (Wilson 95% CI)")
+    if dims or nominal:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="Dimension")
+    for gid, container in series.items():
+        container.lines[0].set_gid(gid)  # <g id="series-camera">: the SVG names each series once
+
+
+_SVG_LOCK = threading.Lock()  # rc_context swaps global rcParams: one chart at a time, so restores never interleave
+
+
+def svg_chart(results: dict, width: int = 860, height: int = 400) -> str:
+    """Success rate (0-100%) against level (0 = nominal, shared), one series per dimension, CI bars.
+
+    A matplotlib figure (object API, svg backend: no display, no pyplot state) as inline SVG for the
+    page: no XML prolog, no namespace URLs or metadata, fixed ids and no date, so identical results
+    give an identical page; text stays text (``svg.fonttype: none``), so it is small and searchable."""
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
+    buffer = io.StringIO()
+    style = {"svg.hashsalt": "simeval-report", "svg.fonttype": "none",
+             "font.family": ["DejaVu Sans", "sans-serif"], "font.size": 10}
+    with _SVG_LOCK, matplotlib.rc_context(style):
+        fig = Figure(figsize=(width / 100, height / 100), dpi=100, layout="constrained")
+        FigureCanvasSVG(fig)
+        _plot_levels(fig, results)
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Type": None, "Format": None, "Creator": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]  # drop <?xml ...?> and <!DOCTYPE ...>: an HTML page holds the element itself
+    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)  # implied for inline SVG in HTML5
+    return svg.replace("<svg", '<svg class="chart" role="img" aria-label="Success rate per dimension and level"', 1)
 
 
 # ---------------------------------------------------------------- HTML page
@@ -226,9 +262,8 @@ td .n{display:block;font-size:12px;color:#59636e;line-height:1.2}
 .scroll{overflow-x:auto}.note{color:#59636e;font-size:13px}
 .bar{display:inline-block;width:90px;height:9px;background:#e6e8eb;border-radius:5px;vertical-align:middle}
 .bar span{display:block;height:100%;background:#4e79a7;border-radius:5px}
-.chart{max-width:100%;height:auto}.chart .grid{stroke:#e6e8eb}.chart .axis{stroke:#6e7781}
-.chart .tick{font-size:12px;fill:#424a53}.chart .small{font-size:11px;fill:#6e7781}
-.chart .label{font-size:13px;fill:#1f2328;font-weight:600}
+.chart{max-width:100%;height:auto}
+.warn{padding:8px 14px;background:#fff8e1;border-left:4px solid #d4a72c;border-radius:4px}
 .vgrid{display:flex;flex-wrap:wrap;gap:16px}
 .vcell{border:1px solid #e3e6ea;border-radius:8px;padding:8px 10px 10px}
 .vcell h3{margin:0 0 6px;font-size:14px}.vcell h3 small{font-weight:400;color:#59636e}
@@ -297,6 +332,12 @@ def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run
     order = [k for k in known if k in groups] + [k for k in groups if k not in known]
     if not order:
         return '<p class="note">No videos were recorded in this run.</p>'
+    suite = results.get("suite")
+    if isinstance(suite, dict):  # each cell's preferred examples first, so that cells show varied tasks
+        from simeval.video import example_rank
+
+        for group in groups.values():
+            group.sort(key=lambda r: example_rank(suite, r))
     out = ['<div class="vgrid">']
     for key in order:
         wins = [r for r in groups[key] if is_success(r)][: config.videos_per_outcome]
@@ -344,9 +385,11 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
                f' · {overall["successes"]}/{overall["n"]} episodes succeeded · {counts.get("errors", 0)} errors</span>')
     else:
         big = '<span class="big">–</span><span class="ci">no episodes</span>'
+    restarted = workers_line(results)
     body = [f"<h1>{e(policy)}</h1>",
             f'<p class="sub">simeval report · suite <b>{e(suite)}</b> · {counts.get("episodes", 0)} episodes</p>',
             f'<div class="overall">{big}</div>',
+            *([f'<p class="warn">{e(restarted)}</p>'] if restarted else []),
             f'<p class="note">{e(grounding_line(results))}</p>',
             "<h2>Success by perturbation</h2>",
             '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '

@@ -76,13 +76,13 @@ def test_adapted_checkpoint_runs_in_the_harness(setup, lora_dir):
 
 
 @pytest.mark.parametrize("method, options, message", [
-    ("dora", [], "unknown method 'dora'; valid methods: full, lora"),
+    ("dora", [], "unknown --method 'dora'; valid methods: full, lora"),
     ("lora_sp", ["--eta", "1.5"], "option eta=1.5 is out of range: valid (0, 1]"),
     ("lora_sp", ["--eta", "0"], "option eta=0.0 is out of range"),
     ("lora", ["--rank", "999"], "option rank=999 is out of range: valid 1..32"),
     ("gse", ["--top-k", "9"], "top_k=9 is out of range"),
     ("lora", ["--targets", ".*nothing"], "matches no Linear module"),
-    ("last_k", ["--rank", "4"], "option 'rank' does not apply to this method"),
+    ("last_k", ["--rank", "4"], "--rank does not apply to method last_k; its options: --targets"),
     ("last_k", ["--layers", "5"], "layers=5 is out of range"),
 ])
 def test_bad_options(setup, capsys, method, options, message):

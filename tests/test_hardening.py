@@ -327,3 +327,25 @@ def test_examples_vary_tasks_and_robots_and_do_not_depend_on_finish_order():
     shuffled = records[:]
     random.Random(1).shuffle(shuffled)
     assert {k: r["id"] for k, r in _examples(suite, shuffled).items()} == {k: r["id"] for k, r in best.items()}
+
+
+def test_train_resume_never_replaces_a_directory_it_did_not_write(tmp_path, capsys):
+    work = tmp_path / "mywork"
+    (work / "latest").mkdir(parents=True)
+    (work / "latest" / "thesis.txt").write_text("x")
+    config = Path(__file__).resolve().parents[1] / "scripts" / "reference.yaml"
+    assert main(["train", "--config", str(config), "--data", str(tmp_path), "--out", str(work), "--resume"]) == 2
+    assert "not a simeval training directory" in _one_line_error(capsys)
+    assert (work / "latest" / "thesis.txt").read_text() == "x"
+
+
+def test_the_report_shows_the_same_examples_whatever_the_number_of_workers(suite_file, tmp_path):
+    import re
+
+    shown = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        execute(RunRequest(suite=load_suite(str(suite_file)), policy="scripted", out=out, workers=workers))
+        shown.append(sorted(re.findall(r'<video[^>]*src="([^"]+)"', (out / "report.html").read_text())))
+        assert all((out / src).is_file() for src in shown[-1])
+    assert shown[0] == shown[1] and shown[0]

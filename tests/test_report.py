@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from simeval.metrics import build_results, format_cell
-from simeval.report import ReportConfig, write_report_html, write_summary_md
+from simeval.report import ReportConfig, svg_chart, write_report_html, write_summary_md
 
 TIMING = {"wall_s": 12.5, "env_steps": 4000, "env_steps_per_s": 320.0, "episodes_per_s": 4.0}
 VERSIONS = {"simeval": "0.1.0", "mujoco": "3.3.7", "numpy": "2.1.0", "gymnasium": "1.0.0", "python": "3.11.9"}
@@ -67,12 +70,48 @@ def test_html_chart_has_one_series_per_dimension(tmp_path):
     recs = records()
     page = write_report_html(results(recs), recs, tmp_path / "report.html", tmp_path).read_text()
     svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
-    assert re.findall(r'class="series" data-dimension="([^"]+)"', svg) == ["camera", "light"]
-    assert "Perturbation level" in svg and "Success rate" in svg and ">100%<" in svg
-    assert svg.count("<circle") >= 2 + 1 + 1 + 3  # points + legend swatches
+    assert "<?xml" not in page and "<!DOCTYPE svg" not in page  # the prolog is stripped for inline use
+    assert re.findall(r'id="series-([^"]+)"', svg) == ["camera", "light", "nominal"]  # nominal: level 0, shared
+    assert "Perturbation level" in svg and "Success rate" in svg and ">100%<" in svg and ">0%<" in svg
+    assert ">camera<" in svg and ">light<" in svg and ">nominal (level 0)<" in svg  # the legend
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # valid HTML: no id twice
     only_light = [r for r in recs if r["dimension"] in ("light", "nominal")]
     page = write_report_html(results(only_light), only_light, tmp_path / "r2.html", tmp_path).read_text()
-    assert re.findall(r'data-dimension="([^"]+)"', page) == ["light"]
+    assert re.findall(r'id="series-([^"]+)"', page) == ["light", "nominal"]
+
+
+def test_html_chart_is_deterministic_and_cheap_to_import(tmp_path):
+    recs = records()
+    first = write_report_html(results(recs), recs, tmp_path / "a.html", tmp_path).read_bytes()
+    second = write_report_html(results(recs), recs, tmp_path / "b.html", tmp_path).read_bytes()
+    assert first == second  # fixed svg.hashsalt, no date: identical results, identical page
+    with ThreadPoolExecutor(4) as pool:  # object API, no pyplot state: charts drawn in threads agree too
+        charts = list(pool.map(lambda _: svg_chart(results(recs), 980, 400), range(4)))
+    assert len(set(charts)) == 1 and charts[0] in first.decode()
+    code = "import sys, simeval.report; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_worker_restarts_are_said(tmp_path):
+    recs = records()
+    line = ("Env workers: 2 worker processes died and were replaced; their unfinished episodes re-ran "
+            "from scratch.")
+    for restarts, shown in ((2, True), (0, False), (None, False)):  # None: an old results.json without the key
+        res = results(recs)
+        if restarts is None:
+            res["timing"].pop("worker_restarts", None)
+        else:
+            res["timing"]["worker_restarts"] = restarts
+        summary = write_summary_md(res, tmp_path / "summary.md").read_text()
+        page = write_report_html(res, recs, tmp_path / "report.html", tmp_path).read_text()
+        assert (f"**{line}**" in summary.splitlines()) is shown
+        assert (f'<p class="warn">{line}</p>' in page) is shown
+        assert ("died and were replaced" in summary + page) is shown
+    res = results(recs)
+    res["timing"]["worker_restarts"] = 1
+    summary = write_summary_md(res, tmp_path / "s.md").read_text()
+    assert "1 worker process died and was replaced; its unfinished" in summary
 
 
 def test_html_links_videos_relative_to_run_dir(tmp_path):

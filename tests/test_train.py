@@ -37,3 +37,21 @@ def test_train_bad_config(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "d"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "head" in capsys.readouterr().err
+
+
+def test_plot_curve_draws_a_log_loss_curve(tmp_path):
+    """matplotlib (Agg) PNG at 150 dpi; works for either head's loss key and for a single logged step."""
+    from PIL import Image
+
+    from policies.train import plot_curve
+
+    for name, key, count in (("l1", "l1", 40), ("flow", "flow_mse", 1)):
+        metrics = tmp_path / f"{name}.jsonl"
+        metrics.write_text("".join(json.dumps({"step": 50 * (i + 1), "loss": 0.3 / (i + 1), key: 0.3 / (i + 1),
+                                               "seconds": 2.0 * i}) + "\n" for i in range(count)))
+        path = plot_curve(metrics, tmp_path / f"{name}.png")
+        with Image.open(path) as image:
+            assert image.size == (960, 540)
+            pixels = image.convert("RGB")
+            assert len(pixels.getcolors(1 << 20)) > 20  # axes, text and the curve, not a blank canvas
+            assert (42, 90, 200) in {c for _, c in pixels.getcolors(1 << 20)}  # the loss line's colour

@@ -8,25 +8,31 @@ method, its options, and the fingerprint of the base the adapter was trained on,
 An adapted checkpoint is an adapter directory whose ``config.json`` says ``policy_type:
 simeval_adapted`` and which keeps a copy of its base checkpoint in ``base/`` (a few MB), so that the
 directory is self-contained and cannot be paired with the wrong base by accident.
+
+``simeval.sha256`` records the SHA-256 of every weight file beside the adapter config (the adapter,
+CapVector's capability vector); loading reads each through ``policies.integrity.Manifest``, which
+hashes and parses the same bytes, and refuses a modified file or a config without the record.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch.nn as nn
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
 from policies.adapters.base import adapter_state_dict, fingerprint, load_adapter_state
 from policies.adapters.config import AdapterConfig
 from policies.adapters.registry import Method, get_method
+from policies.integrity import Manifest, first_line, load_safetensors, read_json, record, short
 
 CONFIG_FILE, WEIGHTS_FILE, PREFIX = "adapter_config.json", "adapter_model.safetensors", "base_model.model."
 POLICY_TYPE, FORMAT_VERSION = "simeval_adapted", 1
+HASH_FIELD = "sha256"  # simeval.sha256: {file name: SHA-256} of the weight files beside the config
 
 
 def save_adapter(directory: Path | str, method: Method, config: AdapterConfig, model: nn.Module,
@@ -37,8 +43,10 @@ def save_adapter(directory: Path | str, method: Method, config: AdapterConfig, m
     state = {PREFIX + k: v for k, v in adapter_state_dict(model).items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "method": method.name})
     meta = method.peft_config(config, model) or {"peft_type": None}
+    weight_files = [p.name for p in directory.glob("*.safetensors") if p.is_file()]  # the adapter, a vector
     meta["simeval"] = {"method": method.name, "options": config.to_dict(), "base_fingerprint": base_fingerprint,
-                       "format_version": FORMAT_VERSION, **(extra or {})}
+                       "format_version": FORMAT_VERSION, **(extra or {}),
+                       HASH_FIELD: record(directory, weight_files)}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
 
@@ -46,42 +54,64 @@ def save_adapter(directory: Path | str, method: Method, config: AdapterConfig, m
 def read_adapter_config(directory: Path | str) -> dict[str, Any]:
     """The ``simeval`` section of an adapter's config; one line naming the file on any problem."""
     path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise ValueError(f"{path}: missing adapter config")
-    try:
-        meta = json.loads(path.read_text())
-        section = meta["simeval"]
-        section["method"], section["options"], section["base_fingerprint"]  # noqa: B018 (presence check)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a simeval adapter config ({type(err).__name__}: {err})") from None
+    section = read_json(path, "adapter config").get("simeval")
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: not a simeval adapter config (field simeval missing or not an object)")
+    checks = {"method": lambda v: isinstance(v, str), "options": lambda v: isinstance(v, dict),
+              "base_fingerprint": lambda v: isinstance(v, str),
+              "format_version": lambda v: type(v) is int and v == FORMAT_VERSION}
+    for field, ok in checks.items():
+        if field not in section:
+            raise ValueError(f"{path}: not a simeval adapter config (field simeval.{field} missing)")
+        if not ok(section[field]):
+            raise ValueError(f"{path}: field simeval.{field}={short(section[field])} is invalid")
     return section
 
 
 def load_adapter(model: nn.Module, directory: Path | str, **context: Any) -> tuple[nn.Module, Method, AdapterConfig]:
     """Apply the saved method to a plain base ``model`` and load the adapter's tensors into it.
 
-    Refuses an adapter trained on another base (its fingerprint differs from this model's)."""
+    Refuses an adapter trained on another base (its fingerprint differs from this model's), and any
+    weight file whose bytes do not hash to the value recorded in ``simeval.sha256``."""
     directory = Path(directory)
+    config_path = directory / CONFIG_FILE
     section = read_adapter_config(directory)
+    files = Manifest(directory, section.get(HASH_FIELD), config_path, f"simeval.{HASH_FIELD}")
+    files.check()
     base = fingerprint(model)
     if section["base_fingerprint"] != base:
-        raise ValueError(f"{directory / CONFIG_FILE}: adapter was trained on base {section['base_fingerprint']}, "
+        raise ValueError(f"{config_path}: adapter was trained on base {short(section['base_fingerprint'])}, "
                          f"this model is base {base}")
-    method = get_method(section["method"])
-    config = method.config(section["options"], str(directory / CONFIG_FILE))
-    model = method.apply(model, config, adapter_dir=directory, **context)
     weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ValueError(f"{weights}: missing adapter weights")
-    try:
-        state = load_safetensors(weights.read_bytes())
-    except Exception as err:  # malformed header or truncated file
-        raise ValueError(f"{weights}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    state = load_safetensors(files.read(WEIGHTS_FILE, "adapter weights"), weights)
     bad = [k for k in state if not k.startswith(PREFIX)]
     if bad:
-        raise ValueError(f"{weights}: tensor {bad[0]} lacks the {PREFIX!r} prefix of peft's layout")
-    load_adapter_state(model, {k[len(PREFIX):]: v for k, v in state.items()}, str(weights))
+        raise ValueError(f"{weights}: tensor {short(bad[0])} lacks the {PREFIX!r} prefix of peft's layout")
+    with _naming(config_path):  # options from the JSON that are invalid or do not fit this model
+        method = get_method(section["method"])
+        config = method.config(section["options"], str(config_path))
+        model = method.apply(model, config, adapter_dir=directory, files=files, **context)
+    state = {k[len(PREFIX):]: v for k, v in state.items()}
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    wrong = [k for k, v in state.items() if k in own and v.dtype != own[k].dtype]
+    if wrong:
+        raise ValueError(f"{weights}: adapter does not fit this model: tensor {wrong[0]} has dtype "
+                         f"{state[wrong[0]].dtype}, the model expects {own[wrong[0]].dtype}")
+    try:
+        load_adapter_state(model, state, str(weights))
+    except ValueError as err:
+        raise ValueError(first_line(err)) from None
     return model, method, config
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A ValueError inside names ``path`` (unless it names a file already) and is one short line."""
+    try:
+        yield
+    except ValueError as err:
+        message = first_line(err)
+        raise ValueError(message if str(path.parent) in message else f"{path}: {message}") from None
 
 
 def save_adapted(directory: Path | str, base_dir: Path | str, method: Method, config: AdapterConfig,
@@ -103,6 +133,10 @@ def load_adapted(directory: Path | str, device: str = "cpu") -> tuple[nn.Module,
     from policies.vla.checkpoint import load_checkpoint
 
     directory = Path(directory)
+    meta = read_json(directory / "config.json")
+    if type(meta.get("format_version")) is not int or meta["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"{directory / 'config.json'}: field format_version={short(meta.get('format_version'))}: "
+                         f"this loader reads {FORMAT_VERSION}")
     model = load_checkpoint(directory / "base").model
     model, method, config = load_adapter(model, directory)
     return model.to(device).eval(), method, config

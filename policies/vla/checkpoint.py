@@ -8,15 +8,14 @@ checkpoint is a clear message in ``simeval run``, not a traceback from deep insi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
+from policies.integrity import load_safetensors, read_json, sha256, short, verified_bytes
 from policies.vla.config import VLAConfig
 from policies.vla.model import VLA
 from policies.vla.tokenizer import InstructionTokenizer, load_tokenizer
@@ -45,7 +44,7 @@ def save_checkpoint(directory: Path | str, model: VLA, config: VLAConfig, tokeni
     save_file(state, str(weights), metadata={"policy_type": POLICY_TYPE})
     tokenizer.save(directory)
     meta = {"policy_type": POLICY_TYPE, "format_version": FORMAT_VERSION, "config": config.to_dict(),
-            "weights_sha256": _sha256(weights.read_bytes()), "extra": dict(extra or {})}
+            "weights_sha256": sha256(weights.read_bytes()), "extra": dict(extra or {})}
     try:
         text = json.dumps(meta, indent=2)
     except TypeError as err:
@@ -55,41 +54,43 @@ def save_checkpoint(directory: Path | str, model: VLA, config: VLAConfig, tokeni
 
 
 def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
-    """The model (eval mode), config, tokenizer and extra saved by ``save_checkpoint``."""
+    """The model (eval mode), config, tokenizer and extra saved by ``save_checkpoint``.
+
+    The weights are hashed and parsed from the same bytes, and checked against a model built on the
+    meta device (no memory) before the real one is built: a config claiming huge sizes is refused,
+    not allocated."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    meta = _read_json(config_path)
+    meta = read_json(config_path)
     if meta.get("policy_type") != POLICY_TYPE:
-        raise ValueError(f"{config_path}: policy_type {meta.get('policy_type')!r} is not {POLICY_TYPE!r}")
+        raise ValueError(f"{config_path}: policy_type {short(meta.get('policy_type'))} is not {POLICY_TYPE!r}")
+    version = meta.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ValueError(f"{config_path}: field format_version={short(version)}: this loader reads {FORMAT_VERSION}")
     try:
         config = VLAConfig.from_dict(meta.get("config"))
     except ValueError as err:
         raise ValueError(f"{config_path}: field config: {err}") from None
-    expected = meta.get("weights_sha256")
-    if not isinstance(expected, str):
-        raise ValueError(f"{config_path}: field weights_sha256 missing or not a string")
     extra = meta.get("extra", {})
     if not isinstance(extra, dict):
         raise ValueError(f"{config_path}: field extra must be an object")
 
-    if not weights_path.is_file():
-        raise ValueError(f"{weights_path}: missing weights file")
-    data = weights_path.read_bytes()  # hash and parse the same bytes
-    if _sha256(data) != expected:
-        raise ValueError(f"{weights_path}: SHA-256 does not match config.json weights_sha256 (modified or corrupted)")
-    try:
-        state = load_safetensors(data)
-    except Exception as err:  # safetensors raises SafetensorError, or others on malformed headers
-        raise ValueError(f"{weights_path}: not a readable safetensors file ({_first_line(err)})") from None
-
+    data = verified_bytes(weights_path, meta.get("weights_sha256"), config_path, "weights_sha256")
+    state = load_safetensors(data, weights_path)
     tokenizer = load_tokenizer(directory)
-    try:
-        model = VLA(config, tokenizer)
-    except ValueError as err:
-        raise ValueError(f"{directory / 'tokenizer.json'}: {err}") from None
-    _check_tensors(weights_path, model.state_dict(), state)
+    with torch.device("meta"):
+        shapes = _build(config, tokenizer, directory).state_dict()
+    _check_tensors(weights_path, shapes, state)
+    model = _build(config, tokenizer, directory)
     model.load_state_dict(state, strict=True)
     return Checkpoint(model.to(device).eval(), config, tokenizer, extra)
+
+
+def _build(config: VLAConfig, tokenizer: InstructionTokenizer, directory: Path) -> VLA:
+    try:
+        return VLA(config, tokenizer)
+    except ValueError as err:  # the tokenizer does not fit the config
+        raise ValueError(f"{directory / 'tokenizer.json'}: {err}") from None
 
 
 def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
@@ -105,26 +106,5 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
                              f"expected {ref.dtype}")
     unexpected = sorted(set(found) - set(expected))
     if unexpected:
-        raise ValueError(f"{path}: weights do not match config: unexpected tensor {unexpected[0]} "
+        raise ValueError(f"{path}: weights do not match config: unexpected tensor {short(unexpected[0])} "
                          f"({len(unexpected)} unexpected in all)")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ValueError(f"{path}: missing checkpoint config")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: unreadable JSON ({_first_line(err)})") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

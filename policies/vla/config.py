@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from policies.integrity import short
+
 KNOWN_CAMERAS = ("agentview", "wrist")  # the cameras a harness ``Batch`` carries
 HEADS = ("l1", "flow")
+# Upper bounds, far above any model this project trains: a checkpoint's config is checked against
+# its weights only after a model is built, so an absurd size must be refused before that.
+LIMITS = {"image_size": 4096, "state_dim": 4096, "action_dim": 4096, "chunk": 4096, "feature_grid": 1024,
+          "d_model": 1 << 16, "n_heads": 1024, "vision_layers": 256, "n_layers": 256, "expert_layers": 256,
+          "mlp_ratio": 64, "flow_steps": 10_000, "vocab_size": 1 << 20, "max_tokens": 1 << 16}
+MAX_CHANNELS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -69,11 +77,12 @@ class VLAConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"VLA config: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}")
+            raise ValueError(f"VLA config: unknown field(s) {', '.join(short(u) for u in unknown[:3])}; "
+                             f"valid fields: {', '.join(sorted(known))}")
         try:
             return cls(**data)
-        except TypeError as err:  # e.g. a string where a tuple was expected
-            raise ValueError(f"VLA config: {err}") from None
+        except (TypeError, OverflowError) as err:  # e.g. a list where a number was expected
+            raise ValueError(f"VLA config: {short(str(err), 200)}") from None
 
 
 def _is_int(value: Any) -> bool:
@@ -84,20 +93,19 @@ def _check(c: VLAConfig) -> None:
     """Raise a one-line ``ValueError`` naming the first invalid field."""
 
     def bad(name: str, why: str) -> None:
-        raise ValueError(f"VLA config field {name}={getattr(c, name)!r}: {why}")
+        raise ValueError(f"VLA config field {name}={short(getattr(c, name))}: {why}")
 
-    for name in ("image_size", "state_dim", "action_dim", "chunk", "feature_grid", "d_model", "n_heads",
-                 "vision_layers", "n_layers", "expert_layers", "mlp_ratio", "flow_steps", "vocab_size", "max_tokens"):
-        if not _is_int(getattr(c, name)) or getattr(c, name) < 1:
-            bad(name, "must be a positive integer")
+    for name, limit in LIMITS.items():
+        if not _is_int(getattr(c, name)) or not 1 <= getattr(c, name) <= limit:
+            bad(name, f"must be a positive integer, at most {limit}")
     if not isinstance(c.cameras, tuple) or not c.cameras:
         bad("cameras", f"must be a non-empty list of {KNOWN_CAMERAS}")
     if any(cam not in KNOWN_CAMERAS for cam in c.cameras) or len(set(c.cameras)) != len(c.cameras):
         bad("cameras", f"must name distinct cameras among {KNOWN_CAMERAS}")
     if not isinstance(c.stem_channels, tuple) or not c.stem_channels:
         bad("stem_channels", "must be a non-empty list of positive integers")
-    if any(not _is_int(ch) or ch < 8 or ch % 8 for ch in c.stem_channels):
-        bad("stem_channels", "each entry must be a multiple of 8 (GroupNorm uses 8 groups)")
+    if any(not _is_int(ch) or ch < 8 or ch % 8 or ch > MAX_CHANNELS for ch in c.stem_channels):
+        bad("stem_channels", f"each entry must be a multiple of 8 (GroupNorm uses 8 groups), at most {MAX_CHANNELS}")
     native = c.image_size // 2 ** len(c.stem_channels)
     if c.image_size % 2 ** len(c.stem_channels) or native < 1:
         bad("image_size", f"must be divisible by 2**len(stem_channels) = {2 ** len(c.stem_channels)}")
@@ -107,12 +115,13 @@ def _check(c: VLAConfig) -> None:
         bad("d_model", "must be a multiple of 4 (the 2-D sine-cosine positions use a quarter each)")
     if c.d_model % c.n_heads or (c.d_model // c.n_heads) % 2:
         bad("d_model", f"must be divisible by n_heads={c.n_heads} with an even head size")
-    if not isinstance(c.dropout, (int, float)) or not 0.0 <= c.dropout < 1.0:
+    if not isinstance(c.dropout, (int, float)) or isinstance(c.dropout, bool) or not 0.0 <= c.dropout < 1.0:
         bad("dropout", "must be in [0, 1)")
     if c.head not in HEADS:
         bad("head", f"must be one of {', '.join(HEADS)}")
     if (not isinstance(c.flow_beta, tuple) or len(c.flow_beta) != 2
-            or any(not isinstance(v, (int, float)) or v <= 0 for v in c.flow_beta)):
-        bad("flow_beta", "must be two positive numbers (a, b)")
+            or any(not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < float("inf")
+                   for v in c.flow_beta)):
+        bad("flow_beta", "must be two positive finite numbers (a, b)")
     if c.vocab_size < 2:
         bad("vocab_size", "must hold at least [PAD] and [UNK]")

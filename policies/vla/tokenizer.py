@@ -35,7 +35,9 @@ class InstructionTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size()
+        """Embedding rows the ids need: one past the largest id (the word count of a trained tokenizer;
+        more when a loaded vocabulary has gaps, so that no id can index past the table)."""
+        return max(self.tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
 
     def words(self, text: str) -> list[str]:
         """The normalised words of ``text`` as the tokenizer sees them."""
@@ -75,13 +77,11 @@ def build_tokenizer(texts: Iterable[str]) -> InstructionTokenizer:
 
 def load_tokenizer(directory: Path | str) -> InstructionTokenizer:
     """The tokenizer saved in ``directory``; a one-line ``ValueError`` naming the file otherwise."""
+    from policies.integrity import parse, read_text
+
     path = Path(directory) / TOKENIZER_FILE
-    if not path.is_file():
-        raise ValueError(f"{path}: missing tokenizer file")
-    try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as err:  # tokenizers raises a bare Exception on bad JSON
-        raise ValueError(f"{path}: unreadable tokenizer ({str(err).splitlines()[0] if str(err) else err!r})") from None
+    text = read_text(path, "tokenizer file")  # size-capped: tokenizers would read any file whole
+    tok = parse(path, "tokenizer", lambda: Tokenizer.from_str(text))  # bare Exception or panic on bad JSON
     try:
         return InstructionTokenizer(tok)
     except ValueError as err:

@@ -17,8 +17,9 @@ import torch.nn as nn
 from policies.adapters.base import adapter_layers, group_of, mark_trainable
 from policies.adapters.capvector.config import Config
 from policies.adapters.capvector.orthogonal import lora_orthogonality_loss, orthogonality_loss
-from policies.adapters.capvector.vector import check_vector, load_vector, merge_vector, plain_parameters
+from policies.adapters.capvector.vector import check_vector, load_vector, merge_vector, parse_vector, plain_parameters
 from policies.adapters.config import require
+from policies.integrity import Manifest
 
 Tensor = torch.Tensor
 ATTRIBUTE = "capvector"
@@ -30,13 +31,21 @@ class CapState:
     start: dict[str, Tensor]  # theta_meta, detached copies: delta' = theta - start
 
 
-def apply(model: nn.Module, config: Config, adapter_dir: str | Path | None = None, **_: Any) -> nn.Module:
-    """A relative ``vector`` path is looked up in ``adapter_dir`` first (adapted checkpoints carry theirs)."""
+def apply(model: nn.Module, config: Config, adapter_dir: str | Path | None = None, files: Manifest | None = None,
+          **_: Any) -> nn.Module:
+    """A relative ``vector`` path is looked up in ``adapter_dir`` first (adapted checkpoints carry theirs).
+
+    When a saved adapter is loaded (``files``: its verified files), the vector must be one of them:
+    its bytes are checked against the hash recorded at save time, then parsed."""
     require(config.vector != "", "vector", "the path of a saved capability vector (required)", config.vector)
-    path = Path(config.vector)
-    if not path.is_absolute() and adapter_dir is not None and (Path(adapter_dir) / path).is_file():
-        path = Path(adapter_dir) / path
-    gamma = load_vector(path)
+    if files is not None:
+        path = files.directory / config.vector
+        gamma = parse_vector(files.read(config.vector, "capability vector"), path)
+    else:
+        path = Path(config.vector)
+        if not path.is_absolute() and adapter_dir is not None and (Path(adapter_dir) / path).is_file():
+            path = Path(adapter_dir) / path
+        gamma = load_vector(path)
     check_vector(model, gamma, source=str(path))
     params = plain_parameters(model)
     gamma = {n: g.to(params[n]) for n, g in gamma.items() if group_of(n) in config.groups}

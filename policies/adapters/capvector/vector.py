@@ -13,7 +13,9 @@ from typing import Mapping
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from policies.integrity import first_line, load_safetensors, short
 
 Tensor = torch.Tensor
 # buffers that fine-tuning sets rather than learns: never part of a vector
@@ -78,10 +80,24 @@ def save_vector(gamma: Mapping[str, Tensor], path: Path | str) -> None:
 
 def load_vector(path: Path | str) -> dict[str, Tensor]:
     """The vector saved by ``save_vector``; one line naming option ``vector`` if it cannot be read."""
-    if not str(path) or not Path(path).is_file():
-        raise ValueError(f"option vector={str(path)!r}: no such file (a capability vector saved by save_vector)")
     try:
-        return load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types on a damaged file
-        why = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"option vector={str(path)!r}: not a safetensors file ({why})") from None
+        found = bool(str(path)) and Path(path).is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        found = False
+    if not found:
+        raise ValueError(f"option vector={short(str(path))}: no such file (a capability vector saved by save_vector)")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ValueError(f"option vector={short(str(path))}: cannot read it ({first_line(err)})") from None
+    return parse_vector(data, Path(path))
+
+
+def parse_vector(data: bytes, path: Path) -> dict[str, Tensor]:
+    """A vector from the bytes of its file (hashed by the caller when it comes from a checkpoint)."""
+    gamma = load_safetensors(data, path)
+    bad = [n for n, t in gamma.items() if not t.is_floating_point()]
+    if bad:
+        raise ValueError(f"{path}: capability vector tensor {short(bad[0])} is {gamma[bad[0]].dtype}, "
+                         f"not floating point")
+    return gamma

@@ -8,6 +8,7 @@ from policies.adapters.config import AdapterConfig, require
 
 SCORES = ("softplus", "relu", "linear")
 K_RULES = ("paper", "released")
+MAX_BANK = 1024  # 8x the paper's N = 128: a bound so that a bad config cannot ask for gigabytes
 
 
 @dataclass
@@ -41,7 +42,8 @@ class LoraSPConfig(AdapterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(isinstance(self.bank, int) and self.bank >= 1, "bank", "an integer >= 1", self.bank)
+        require(isinstance(self.bank, int) and 1 <= self.bank <= MAX_BANK, "bank", f"an integer in 1..{MAX_BANK}",
+                self.bank)
         require(self.alpha > 0, "alpha", "> 0", self.alpha)
         require(0 < self.eta <= 1, "eta", "(0, 1]", self.eta)
         require(0 <= self.router_dropout < 1, "router_dropout", "[0, 1)", self.router_dropout)
