@@ -70,19 +70,18 @@ PARSERS = {int: int, float: float, bool: boolean, str: str, tuple: _comma_list}
 
 
 def method_flags() -> dict[str, dict]:
-    """Every method option as a CLI flag: {name: {"type", "methods", "defaults"}}, read from the
-    method configs, so that the flags and the errors that list them cannot drift from the code."""
+    """Every method option as a CLI flag: {name: {"type", "methods"}}, read from the method configs,
+    so that the flags and the errors that list them cannot drift from the code."""
     from policies.adapters.registry import PACKAGES, get_method
 
     flags: dict[str, dict] = {}
     for method in PACKAGES:
-        for name, (kind, default) in get_method(method).options().items():
-            entry = flags.setdefault(name, {"type": kind, "methods": [], "defaults": []})
+        for name, (kind, _) in get_method(method).options().items():
+            entry = flags.setdefault(name, {"type": kind, "methods": []})
             if entry["type"] is not kind:
                 raise TypeError(f"method option {name} has type {kind.__name__} in {method} but "
                                 f"{entry['type'].__name__} elsewhere")
             entry["methods"].append(method)
-            entry["defaults"].append(default)
     return flags
 
 
@@ -91,11 +90,13 @@ def flag_of(name: str) -> str:
 
 
 def _add_method_flags(parser: argparse.ArgumentParser) -> None:
+    from policies.adapters.registry import PACKAGES
+
     group = parser.add_argument_group("method options (given only when set; each method takes its own)")
     for name, entry in method_flags().items():
         kind = entry["type"]
         shown = "true/false" if kind is bool else ("comma-separated" if kind is tuple else kind.__name__)
-        methods = "all methods" if len(entry["methods"]) == 7 else ", ".join(entry["methods"])
+        methods = "all methods" if len(entry["methods"]) == len(PACKAGES) else ", ".join(entry["methods"])
         text = f"{METHOD_HELP.get(name, name)} [{shown}; {methods}]".replace("%", "%%")
         group.add_argument(flag_of(name), dest=f"opt_{name}", metavar=name.upper(), type=PARSERS[kind], default=None,
                            help=text)

@@ -334,10 +334,11 @@ def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run
         return '<p class="note">No videos were recorded in this run.</p>'
     suite = results.get("suite")
     if isinstance(suite, dict):  # each cell's preferred examples first, so that cells show varied tasks
-        from simeval.video import example_rank
+        from simeval.video import example_ranker
 
+        rank = example_ranker(suite)
         for group in groups.values():
-            group.sort(key=lambda r: example_rank(suite, r))
+            group.sort(key=rank)
     out = ['<div class="vgrid">']
     for key in order:
         wins = [r for r in groups[key] if is_success(r)][: config.videos_per_outcome]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
+from typing import Callable
 
 import imageio.v2 as imageio
 import numpy as np
@@ -22,35 +23,48 @@ MODES = ("examples", "all", "none")
 FPS = 20
 
 
-def example_rank(suite: dict, record: dict) -> tuple[int, int]:
-    """How much a (dimension, level) cell prefers this episode as its example: lower is better.
+def example_ranker(suite: dict) -> Callable[[dict], tuple[int, int]]:
+    """How much a (dimension, level) cell prefers an episode as its example: lower is better.
 
     Cell k of the suite prefers the k-th (task, robot) pair, then the next ones in turn, so that the
     examples of different cells show different tasks and robots; the seed breaks ties. Pairs are
-    taken in the order the runner starts them (sorted), so few episodes are encoded and superseded. A pure
-    function of the suite and the record: the same examples whatever order episodes finish in."""
+    taken in the order the runner starts them (sorted), so few episodes are encoded and superseded.
+    A pure function of the suite and the record: the same examples whatever order episodes finish
+    in. The suite's lookups are built once here, not per record."""
     from simeval.records import variant_cell
 
-    pairs = sorted((t, r) for t in suite.get("tasks", []) for r in suite.get("robots", []))  # the runner's order
-    cells = list(dict.fromkeys(variant_cell(v) for v in suite.get("perturbations", [])))
-    cell = variant_cell(str(record.get("perturbation", "nominal")))
-    pair = (record.get("task"), record.get("robot"))
-    if pair not in pairs or cell not in cells:
-        return len(pairs), int(record.get("seed", 0))
-    return (pairs.index(pair) - cells.index(cell)) % len(pairs), int(record.get("seed", 0))
+    pairs = {pair: i for i, pair in enumerate(sorted((t, r) for t in suite.get("tasks", [])
+                                                     for r in suite.get("robots", [])))}
+    cells = {cell: i for i, cell in enumerate(dict.fromkeys(variant_cell(v) for v in suite.get("perturbations", [])))}
+    by_variant = {v: cells[variant_cell(v)] for v in suite.get("perturbations", [])}
+
+    def rank(record: dict) -> tuple[int, int]:
+        seed = int(record.get("seed", 0))
+        pair = pairs.get((record.get("task"), record.get("robot")))
+        cell = by_variant.get(str(record.get("perturbation", "nominal")))
+        if pair is None or cell is None:
+            return len(pairs), seed
+        return (pair - cell) % len(pairs), seed
+
+    return rank
+
+
+def example_rank(suite: dict, record: dict) -> tuple[int, int]:
+    """:func:`example_ranker` for one record."""
+    return example_ranker(suite)(record)
 
 
 class VideoPolicy:
     """Decides, as episodes finish, which ones are kept as videos.
 
-    In ``examples`` mode each (cell, outcome) keeps its best-ranked episode (:func:`example_rank`):
+    In ``examples`` mode each (cell, outcome) keeps its best-ranked episode (:func:`example_ranker`):
     an episode is kept when its cell has no example of that outcome yet or when it ranks better than
     the one kept so far (whose video stays on disk; the report shows the best-ranked ones)."""
 
     def __init__(self, mode: str, suite: dict | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown --video mode {mode!r}; valid modes: {', '.join(MODES)}")
-        self.mode, self.suite = mode, suite or {}
+        self.mode, self.rank = mode, example_ranker(suite or {})
         self._best: dict[tuple[str, bool], tuple[int, int]] = {}
 
     @property
@@ -64,13 +78,13 @@ class VideoPolicy:
 
     def seen(self, record: dict) -> None:
         """Note an example that already exists (from a resumed run)."""
-        key, rank = self._key(record), example_rank(self.suite, record)
+        key, rank = self._key(record), self.rank(record)
         self._best[key] = min(rank, self._best.get(key, rank))
 
     def wants(self, record: dict) -> bool:
         if self.mode != "examples":
             return self.mode == "all"
-        key, rank = self._key(record), example_rank(self.suite, record)
+        key, rank = self._key(record), self.rank(record)
         if key in self._best and self._best[key] <= rank:
             return False
         self._best[key] = rank
