@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from envs.perturbations import parse_variant
 
@@ -34,6 +35,38 @@ def variant_cell(variant: str) -> tuple[str, int]:
 def cell_key(dimension: str, level: int) -> str:
     """The name of a (dimension, level) cell: ``nominal`` or ``camera:3``."""
     return f"{dimension}:{level}" if level else "nominal"
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode, as one line of ``episodes.jsonl`` (field order is the file's)."""
+
+    id: str
+    task: str
+    robot: str
+    family: str
+    perturbation: str
+    dimension: str
+    level: int
+    params: dict[str, Any]
+    seed: int
+    success: bool
+    steps: int
+    error: str | None = None
+    video: str | None = None
+    instruction: str = ""
+    wall_s: float = 0.0
+    named_object: str | None = None
+    first_moved: str | None = None
+    grounded: bool | None = None
+    demo: str | None = None  # ``simeval collect`` only: the episode's demonstration file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the record (``demo`` only where there is one)."""
+        out = asdict(self)
+        if out["demo"] is None:
+            del out["demo"]
+        return out
 
 
 def _check(record: object, where: str) -> dict:
