@@ -110,6 +110,8 @@ class TabletopEnv(gym.Env):
         self._noise: dict | None = None
         self._materials_dirty = True
         self._noise_rng = np.random.default_rng(0)
+        self.elapsed, self._noise_drawn = 0, 0  # control steps since reset; noise frames drawn
+        self._frames: dict[str, tuple[int, np.ndarray]] = {}  # camera -> (step, image) rendered
         self._renderer: mujoco.Renderer | None = None
         self._scene_option = mujoco.MjvOption()
         self._scene_option.sitegroup[:] = 0  # sites are bookkeeping, never drawn
@@ -147,6 +149,7 @@ class TabletopEnv(gym.Env):
         self._materials_dirty = True
         if self._noise is not None:
             self._noise_rng = np.random.default_rng(self._noise["frame_seed"])
+        self.elapsed, self._noise_drawn, self._frames = 0, 0, {}
         self._stage = 0
         self._advance_goals()
         self._start_pos = {name: self.data.qpos[adr:adr + 3].copy() for name, adr in self._free_qpos.items()}
@@ -157,15 +160,31 @@ class TabletopEnv(gym.Env):
         return self._observation(), info
 
     def step(self, action):
+        success, reward = self.advance(action)
+        return self._observation(), reward, success, False, self._info()
+
+    def advance(self, action) -> tuple[bool, float]:
+        """One control step without rendering: physics and goal checks; (success, reward).
+
+        ``step`` is ``advance`` then ``observe``. The env pool calls ``advance`` through a chunk of
+        actions and renders only where an image is read; physics never depends on rendering."""
         act = self._check_action(action)
         self.controller.apply(self.data, act, SUBSTEPS * self.model.opt.timestep)
         mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
+        self.elapsed += 1
         done_before = self._stage
         success = self._advance_goals()
         if self.first_moved is None:
             self._note_first_moved()
-        reward = 1.0 if success and done_before < len(self.task.goals) else 0.0
-        return self._observation(), reward, success, False, self._info()
+        return success, 1.0 if success and done_before < len(self.task.goals) else 0.0
+
+    def observe(self, cameras: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The observation after the last step, with images of ``cameras`` only (default: the env's)."""
+        return self._observation(self.cameras if cameras is None else cameras)
+
+    def info(self) -> dict[str, Any]:
+        """``step``'s info dict for the current state (success, stage, first_moved ...)."""
+        return self._info()
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -267,13 +286,32 @@ class TabletopEnv(gym.Env):
         opening = np.abs(self.data.qpos[self._grip_qpos]).sum() / self.robot.gripper_open_width
         return np.concatenate([pos, quat, [opening]]).astype(np.float32)
 
-    def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {cam: self._render(cam) for cam in self.cameras}
-        if self._noise is not None and "agentview" in obs:
-            obs["agentview"] = corrupt(obs["agentview"], self._noise, self._noise_rng)
+    def _observation(self, cameras: tuple[str, ...] | None = None) -> dict[str, Any]:
+        obs: dict[str, Any] = {cam: self.frame(cam) for cam in (self.cameras if cameras is None else cameras)}
         obs["state"] = self.proprio()
         obs["instruction"] = self.instruction
         return obs
+
+    def frame(self, camera: str) -> np.ndarray:
+        """The image of ``camera`` at this step, rendered once per step (and sensor-corrupted).
+
+        The sensor noise of step k is the k-th draw of the episode's noise stream, whichever steps
+        were rendered before: frames skipped inside an action chunk are drawn and discarded, so an
+        image at a decision point is the same whether or not the steps before it were rendered."""
+        cached = self._frames.get(camera)
+        if cached is not None and cached[0] == self.elapsed:
+            return cached[1]
+        if camera not in CAMERAS:
+            raise ValueError(f"unknown camera {camera!r}; valid cameras: {', '.join(CAMERAS)}")
+        image = self._render(camera)
+        if self._noise is not None and camera == "agentview":
+            if self._noise["kind"] == "gaussian_noise":  # the only kind that draws per frame
+                for _ in range(self.elapsed - self._noise_drawn):
+                    self._noise_rng.standard_normal(image.shape, dtype=np.float32)
+                self._noise_drawn = self.elapsed + 1
+            image = corrupt(image, self._noise, self._noise_rng)
+        self._frames[camera] = (self.elapsed, image)
+        return image
 
     def _note_first_moved(self) -> None:
         """Remember the first movable object displaced by more than ``MOVED`` (grounding)."""

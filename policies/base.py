@@ -1,9 +1,10 @@
-"""The policy contract the harness calls: batched, once per step, never per environment.
+"""The policy contract the harness calls: batched, once per decision, never per environment.
 
 In the manner of LeRobot's ``reset`` / ``select_action`` / ``predict_action_chunk``: the harness
 calls ``reset`` for the batch slots that start a new episode and ``act`` with a batch of
 observations, and gets back one 7-D action per slot (B, 7) or a chunk of actions per slot
-(B, H, 7) that it executes open-loop for H steps before asking that slot again.
+(B, H, 7) that the env workers execute open-loop for H steps before asking that slot again.
+A policy's :class:`ObservationSpec` says what it reads; the env pool renders that and nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +14,30 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+
+CAMERAS = ("agentview", "wrist")  # the cameras a Batch can carry
+
+
+@dataclass(frozen=True)
+class ObservationSpec:
+    """What a policy reads: the cameras to render, their size, and whether it reads simulator truth.
+
+    ``image_size`` None means the suite's ``image_size``. Rendering is most of an env step's cost,
+    so a policy that reads no camera (the scripted experts) gets none rendered."""
+
+    cameras: tuple[str, ...] = CAMERAS
+    image_size: int | None = None
+    privileged: bool = False
+
+    def __post_init__(self) -> None:
+        cameras = tuple(self.cameras)
+        object.__setattr__(self, "cameras", cameras)
+        if any(c not in CAMERAS for c in cameras) or len(set(cameras)) != len(cameras):
+            raise ValueError(f"observation spec cameras {cameras!r}: name distinct cameras among {', '.join(CAMERAS)}")
+        size = self.image_size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 2048):
+            raise ValueError(f"observation spec image_size={size!r}: an integer in 16..2048, or None for the suite's")
 
 
 @dataclass
@@ -43,8 +68,7 @@ class Batch:
 class Policy(ABC):
     """Maps batches of observations to batches of actions (or action chunks)."""
 
-    needs_privileged: bool = False  # ask the env pool for simulator state
-    needs_images: bool = True  # ask the env pool for camera images
+    observation_spec: ObservationSpec = ObservationSpec()  # what the env pool renders for this policy
 
     def reset(self, slots: Sequence[int], starts: Sequence[EpisodeStart]) -> None:
         """Forget what the given slots did before; a new episode starts in each."""

@@ -31,6 +31,7 @@ class DemoSet:
     start: np.ndarray  # [E] first frame of each episode
     length: np.ndarray  # [E]
     robots: list[str]
+    render_size: int | None = None  # the size the frames were rendered at (None: mixed sizes)
 
     def __len__(self) -> int:
         return len(self.episode_of)
@@ -50,13 +51,14 @@ def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | N
     if not files:
         raise ValueError(f"no demonstrations (demos/*.npz) under {', '.join(map(str, folders))}")
     images: dict[str, list] = {c: [] for c in CAMERAS}
-    states, actions, instructions, lengths, kept_robots = [], [], [], [], []
+    states, actions, instructions, lengths, kept_robots, sizes = [], [], [], [], [], set()
     for path in files:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             if (robots and meta["robot"] not in robots) or (tasks and meta["task"] not in tasks):
                 continue
             for camera in CAMERAS:
+                sizes.add(int(data[camera].shape[1]))
                 images[camera].append(_resize(data[camera], image_size))
             states.append(torch.from_numpy(data["state"].astype(np.float32)))
             actions.append(torch.from_numpy(data["action"].astype(np.float32)))
@@ -70,7 +72,7 @@ def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | N
     return DemoSet(images={c: torch.cat(v) for c, v in images.items()}, state=torch.cat(states),
                    action=torch.cat(actions), instruction=instructions,
                    episode_of=np.repeat(np.arange(len(length)), length), start=start, length=length,
-                   robots=kept_robots)
+                   robots=kept_robots, render_size=sizes.pop() if len(sizes) == 1 else None)
 
 
 def sample_batch(demos: DemoSet, frames: np.ndarray, chunk: int) -> dict:

@@ -6,14 +6,14 @@ from typing import Sequence
 
 import numpy as np
 
-from policies.base import Batch, EpisodeStart, Policy
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
 
 
 class RandomPolicy(Policy):
     """Random actions from a generator per episode, seeded by the episode's seed, so a slot's
     actions do not depend on which other episodes share the batch (or the number of workers)."""
 
-    needs_images = False
+    observation_spec = ObservationSpec(cameras=())  # reads nothing
 
     def __init__(self, scale: float = 1.0) -> None:
         self.scale = scale

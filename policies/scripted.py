@@ -17,7 +17,7 @@ from envs.controller import ControllerConfig, rotation_error
 from envs.robots.base import R_DOWN
 from envs.tasks.predicates import In, Lifted, On, Open, Pressed
 from envs.tasks.spec import TaskSpec
-from policies.base import Batch, EpisodeStart, Policy
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
 
 OPEN, CLOSE = -1.0, 1.0
 Priv = dict[str, Any]
@@ -270,8 +270,7 @@ class ScriptedPolicy(Policy):
     """The scripted experts behind the batched policy contract: one expert per slot, fed the
     privileged state the env pool ships for policies that ask for it."""
 
-    needs_privileged = True
-    needs_images = False
+    observation_spec = ObservationSpec(cameras=(), privileged=True)  # simulator truth only
 
     def __init__(self, config: ExpertConfig | None = None) -> None:
         self.config = config

@@ -148,7 +148,7 @@ def train(config_path: Path, data: list[Path], out: Path, steps: int | None = No
     def checkpoint(step: int) -> None:
         tmp = out / "latest.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(tmp, model, model_cfg, model.tokenizer, {"step": step})
+        save_checkpoint(tmp, model, model_cfg, model.tokenizer, {"step": step, "render_size": demos.render_size})
         _save_state(tmp, optimizer, model, step, rng, generator)
         shutil.rmtree(latest, ignore_errors=True)
         tmp.rename(latest)  # a crash mid-save never leaves a broken latest/
@@ -157,7 +157,7 @@ def train(config_path: Path, data: list[Path], out: Path, steps: int | None = No
                checkpoint)
     final = out / "final"
     shutil.rmtree(final, ignore_errors=True)
-    save_checkpoint(final, model, model_cfg, model.tokenizer, {"step": step})
+    save_checkpoint(final, model, model_cfg, model.tokenizer, {"step": step, "render_size": demos.render_size})
     plot_curve(out / "metrics.jsonl", out / "curve.png")
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     return {"steps": step, "loss": last["loss"], "seconds": last["seconds"], "device": str(device),

@@ -396,11 +396,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown --video mode {args.video!r}; valid modes: {', '.join(MODES)}")
     from policies.loader import load_policy
 
-    load_policy(args.policy)  # fail fast on a bad spec, before any directory is touched
+    policy = load_policy(args.policy)  # once, and before any directory is touched
     out = args.out or default_out(suite, args.policy, args.episode)
     request = RunRequest(suite=suite, policy=args.policy, out=out, workers=args.workers, video=args.video,
                          resume=args.resume, force=args.force, episode=args.episode)
-    results = execute(request)
+    results = execute(request, policy)
     overall = results["overall"]
     low, high = overall["ci95"]
     rate = overall["rate"] if overall["rate"] is not None else 0.0

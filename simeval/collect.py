@@ -25,11 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-from policies.base import Batch, EpisodeStart, Policy
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
 from policies.scripted import ScriptedPolicy
-from simeval.harness import RunRequest, prepare_dir, select
-from simeval.records import append_record
-from simeval.runner import Active, Progress, rollout
+from simeval.harness import RunRequest, run_episodes
+from simeval.records import EpisodeRecord
+from simeval.runner import Active, Observer
 
 
 class NoisyExpert(Policy):
@@ -39,8 +39,7 @@ class NoisyExpert(Policy):
     ``rot_noise`` (default: ``noise``) is the std on the three rotation dims: rotation noise makes
     the expert's labels chase every random twist of the wrist, which a policy cannot see at 64 px."""
 
-    needs_privileged = True
-    needs_images = True  # the recorder needs both cameras
+    observation_spec = ObservationSpec(privileged=True)  # the recorder needs both cameras too
 
     def __init__(self, noise: float, rot_noise: float | None = None) -> None:
         self.expert, self.noise = ScriptedPolicy(), noise
@@ -72,15 +71,16 @@ class _Buffer:
     executed: list
 
 
-class DemoRecorder:
-    """Buffers each slot's steps and writes an episode's ``.npz`` when it ends."""
+class DemoRecorder(Observer):
+    """Buffers each slot's steps and writes an episode's ``.npz`` when it ends (the policy acts every
+    step, so each chunk is one action)."""
 
     def __init__(self, policy: NoisyExpert, folder: Path, keep_failures: bool) -> None:
         self.policy, self.folder, self.keep_failures = policy, folder, keep_failures
         self.buffers: dict[int, _Buffer] = {}
-        folder.mkdir(parents=True, exist_ok=True)
 
-    def step(self, slot: int, episode: Active, images: dict[str, np.ndarray], action: np.ndarray) -> None:
+    def acted(self, slot: int, episode: Active, images: dict[str, np.ndarray], chunk: np.ndarray) -> None:
+        action = chunk[0]
         buffer = self.buffers.get(slot)
         if buffer is None or buffer.episode is not episode:  # a new episode (or a re-run) in this slot
             buffer = self.buffers[slot] = _Buffer(episode, [], [], [], [], [])
@@ -90,41 +90,31 @@ class DemoRecorder:
         buffer.action.append(self.policy.clean[slot].astype(np.float32))
         buffer.executed.append(np.asarray(action, np.float32))
 
-    def finish(self, slot: int, record: dict) -> None:
+    def finished(self, slot: int, episode: Active, record: EpisodeRecord) -> None:
         buffer = self.buffers.pop(slot, None)
-        if buffer is None or not buffer.action or not (record["success"] or self.keep_failures):
+        if buffer is None or buffer.episode is not episode or not buffer.action or not (record.success or self.keep_failures):
             return
-        meta = {k: record[k] for k in ("id", "task", "robot", "perturbation", "seed", "instruction", "success", "steps")}
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", record["id"])
+        meta = {k: getattr(record, k) for k in ("id", "task", "robot", "perturbation", "seed", "instruction", "success",
+                                                "steps")}
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", record.id)
+        self.folder.mkdir(parents=True, exist_ok=True)  # only now: the run directory was checked first
         np.savez_compressed(self.folder / f"{name}.npz", agentview=np.stack(buffer.agentview),
                             wrist=np.stack(buffer.wrist), state=np.stack(buffer.state),
                             action=np.stack(buffer.action), executed=np.stack(buffer.executed),
                             meta=np.array(json.dumps(meta)))
-        record["demo"] = f"demos/{name}.npz"
+        record.demo = f"demos/{name}.npz"
 
 
 def collect(request: RunRequest, noise: float, keep_failures: bool = False, rot_noise: float | None = None) -> dict:
     """Collect the suite's episodes into ``request.out``; a summary of what was written."""
-    from simeval.pool import PoolConfig
-    from simeval.video import VideoPolicy
-
     rot_noise = noise if rot_noise is None else rot_noise
     for flag, value in (("--noise", noise), ("--rot-noise", rot_noise)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{flag} must be within 0..1 (std of the action noise), got {value}")
-    specs = select(request)
-    done = prepare_dir(request, specs)
-    finished = {r["id"] for r in done}
-    todo = [s for s in specs if s.id not in finished]
     policy = NoisyExpert(noise, rot_noise)
     recorder = DemoRecorder(policy, request.out / "demos", keep_failures)
-    config = PoolConfig(workers=max(1, min(request.workers, len(todo) or 1)), image_size=request.suite.image_size,
-                        cameras=("agentview", "wrist"), privileged=True)
-    progress = Progress(len(specs), len(done), sum(r["success"] for r in done))
-    outcome = rollout(todo, policy, config, request.out, VideoPolicy("none"),
-                      append_record(request.out / "episodes.jsonl"), progress, observer=recorder) if todo else None
-    records = done + (outcome.records if outcome else [])
-    demos = sorted(p.name for p in (request.out / "demos").glob("*.npz"))
+    records = run_episodes(request, policy, [recorder]).records
+    demos = sorted(p.name for p in (request.out / "demos").glob("*.npz"))  # none: no folder, no match
     summary = {"episodes": len(records), "successes": sum(r["success"] for r in records), "demos": len(demos),
                "frames": sum(r["steps"] for r in records if r["success"] or keep_failures), "noise": noise,
                "rot_noise": rot_noise,

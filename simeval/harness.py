@@ -15,10 +15,17 @@ import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from simeval.records import read_records, write_records
 from simeval.rundir import check_out_path, claim, clear_run, is_run_dir, read_meta
 from simeval.suites import EpisodeSpec, Suite
+
+if TYPE_CHECKING:
+    from policies.base import ObservationSpec, Policy
+    from simeval.pool import PoolConfig
+    from simeval.runner import Observer, RunOutcome
+    from simeval.video import VideoPolicy
 
 
 class RunError(ValueError):
@@ -35,6 +42,8 @@ class RunRequest:
     resume: bool = False
     force: bool = False
     episode: str | None = None
+    per_step: bool = False  # the engine before action chunks ran in the workers (benchmarks)
+    progress: bool = True  # the tqdm bar on stderr
 
 
 def versions() -> dict[str, str]:
@@ -134,36 +143,79 @@ def _previous_timing(path: Path) -> dict:
     return timing if isinstance(timing, dict) else {}
 
 
-def execute(request: RunRequest, kill_hook=None) -> dict:
-    """Run what is missing, then write results.json, summary.md and report.html; the results."""
+@dataclass
+class Rollout:
+    """What :func:`run_episodes` did: the suite's episodes, those finished before, and this session's."""
+
+    specs: list[EpisodeSpec]
+    done: list[dict]
+    outcome: "RunOutcome | None"
+    config: "PoolConfig"
+
+    @property
+    def records(self) -> list[dict]:
+        """Every record of the run, in the suite's episode order."""
+        order = {s.id: i for i, s in enumerate(self.specs)}
+        return sorted(self.done + (self.outcome.records if self.outcome else []), key=lambda r: order[r["id"]])
+
+
+def pool_config(spec: "ObservationSpec", request: RunRequest, episodes: int, video_frames: bool) -> "PoolConfig":
+    """The pool for a policy: exactly the cameras it reads at its size (the suite's when it does not
+    say). ``per_step`` is the engine before chunks: both cameras at the suite's size after every step,
+    plus the agentview for videos."""
+    from simeval.pool import PoolConfig
+
+    workers = max(1, min(request.workers, episodes or 1))
+    if request.per_step:
+        cameras: tuple[str, ...] = ("agentview", "wrist") if spec.cameras else ()
+        cameras = ("agentview",) if video_frames and not cameras else cameras
+        return PoolConfig(workers=workers, image_size=request.suite.image_size, cameras=cameras,
+                          privileged=spec.privileged, per_step=True)
+    return PoolConfig(workers=workers, image_size=spec.image_size or request.suite.image_size, cameras=spec.cameras,
+                      privileged=spec.privileged)
+
+
+def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Observer"] = (),
+                 video: "VideoPolicy | None" = None) -> Rollout:
+    """Select the episodes, prepare the run directory, build the pool and roll out what is missing,
+    appending each record to ``episodes.jsonl``: ``simeval run`` and ``simeval collect`` both."""
+    from simeval.observers import Progress, RecordLog
+    from simeval.runner import rollout
+    from simeval.video import VideoRecorder
+
+    specs = select(request)
+    done = prepare_dir(request, specs)
+    if video is not None:
+        for record in done:
+            if record.get("video"):
+                video.seen(record)
+    finished = {r["id"] for r in done}
+    todo = [s for s in specs if s.id not in finished]
+    frames = video is not None and video.records_frames
+    config = pool_config(policy.observation_spec, request, len(todo), frames)
+    chain = list(observers)
+    if frames:
+        chain.append(VideoRecorder(video, request.out, every_episode=request.per_step))
+    chain += [Progress(len(specs), len(done), sum(r["success"] for r in done), disable=not request.progress),
+              RecordLog(request.out / "episodes.jsonl")]
+    outcome = rollout(todo, policy, config, chain) if todo else None
+    return Rollout(specs, done, outcome, config)
+
+
+def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequence["Observer"] = ()) -> dict:
+    """Run what is missing, then write results.json, summary.md and report.html; the results.
+
+    ``policy`` is the loaded ``request.policy`` (loaded here when not given)."""
     from policies.loader import load_policy
     from simeval.metrics import build_results
-    from simeval.pool import PoolConfig
     from simeval.report import write_report_html, write_summary_md
-    from simeval.records import append_record
-    from simeval.runner import Progress, rollout
     from simeval.video import VideoPolicy
 
     video = VideoPolicy(request.video, request.suite.to_dict())
-    policy = load_policy(request.policy)
-    specs = select(request)
-    done = prepare_dir(request, specs)
-    for record in done:
-        if record.get("video"):
-            video.seen(record)
-    finished = {r["id"] for r in done}
-    todo = [s for s in specs if s.id not in finished]
-    cameras: tuple[str, ...] = ("agentview", "wrist") if policy.needs_images else ()
-    if video.records_frames and "agentview" not in cameras:
-        cameras = ("agentview",)
-    config = PoolConfig(workers=max(1, min(request.workers, len(todo) or 1)), image_size=request.suite.image_size,
-                        cameras=cameras, privileged=policy.needs_privileged)
-    progress = Progress(len(specs), len(done), sum(r["success"] for r in done))
-    outcome = rollout(todo, policy, config, request.out, video, append_record(request.out / "episodes.jsonl"),
-                      progress, kill_hook=kill_hook) if todo else None
-    order = {s.id: i for i, s in enumerate(specs)}
-    records = sorted(done + (outcome.records if outcome else []), key=lambda r: order[r["id"]])
-    timing = _timing(request.out / "results.json" if done else None, outcome, len(todo), config.workers)
+    run = run_episodes(request, policy if policy is not None else load_policy(request.policy), observers, video)
+    timing = _timing(request.out / "results.json" if run.done else None, run.outcome, len(run.specs) - len(run.done),
+                     run.config.workers)
+    records = run.records
     results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
                             versions=versions())
     (request.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

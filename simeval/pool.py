@@ -1,22 +1,27 @@
 """The env pool: worker processes that own environments; images come back through shared memory.
 
 Each worker owns a few *slots*; a slot runs one episode at a time in an env it keeps per
-(task, robot). The main process sends each worker one list of commands per round (reset a slot
-onto an episode, or step it with an action) and gets back one list of small replies (state,
-instruction, flags, privileged state when asked); camera images are written by the worker into
-shared-memory arrays that the main process reads in place, so no image is pickled per step.
-A worker that dies is replaced; the runner re-runs its episodes from scratch.
+(task, robot). The main process sends each worker one list of commands per round, ``(slot,
+Reset(...))`` or ``(slot, Chunk(actions))``, and gets back one list of small replies (state,
+instruction, flags, privileged state when asked). A chunk is a policy's whole open-loop action
+chunk: the worker steps through it, checks success and the step limit after every step, stops early
+when the episode ends, and renders only after the chunk's last step, which is the observation the
+policy acts on next. Camera images are written into shared-memory arrays that the main process
+reads in place, so no image is pickled per step; only an episode that records a video ships its
+agentview frames, one per step, in the reply. A worker that dies is replaced; the runner re-runs its
+episodes from scratch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -24,20 +29,45 @@ from simeval.suites import EpisodeSpec
 
 ENVS_PER_SLOT = 4  # envs a slot keeps alive (one per task x robot), least recently used closed first
 MAX_FAILED_STARTS = 3  # workers that die before answering once: then something is broken, not unlucky
+# The thread policy of a worker: one core each. BLAS (OpenBLAS, MKL, OpenMP) and Mesa's llvmpipe
+# would otherwise start a thread per core in every worker, and the workers would fight over the
+# cores instead of using one each. The main process keeps its own setting (torch's threads).
+WORKER_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "LP_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
 class PoolConfig:
+    """``cameras`` at ``image_size`` are rendered at every decision point (nothing else is);
+    ``per_step`` renders them after every step instead, as the engine before action chunks did (kept
+    for benchmarks and comparisons: the outcomes are the same)."""
+
     workers: int
     slots_per_worker: int = 1
     image_size: int = 128
     cameras: tuple[str, ...] = ("agentview", "wrist")
     privileged: bool = False
+    per_step: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.slots_per_worker < 1:
             raise ValueError(f"the pool needs >= 1 worker and >= 1 slot per worker, got {self.workers}, "
                              f"{self.slots_per_worker}")
+
+
+@dataclass
+class Reset:
+    """Start ``spec`` in a slot; ``frames``: ship an agentview frame of every step (a video)."""
+
+    spec: EpisodeSpec
+    frames: bool = False
+
+
+@dataclass
+class Chunk:
+    """Step a slot through ``actions`` (H, 7), open-loop, until they run out or the episode ends."""
+
+    actions: np.ndarray
 
 
 @dataclass
@@ -47,12 +77,18 @@ class Reply:
     slot: int
     state: np.ndarray | None = None
     instruction: str = ""
-    terminated: bool = False
+    steps: int = 0  # env steps this command executed
     success: bool = False
+    truncated: bool = False  # the step limit was reached
     info: dict[str, Any] | None = None  # reset only: perturbation and layout
     privileged: dict[str, Any] | None = None
     first_moved: str | None = None
     error: str | None = None
+    frames: list[np.ndarray] = field(default_factory=list)  # agentview per step, for a video
+
+    @property
+    def ended(self) -> bool:
+        return self.success or self.truncated
 
 
 def _image_shape(config: PoolConfig) -> tuple[int, int, int]:
@@ -65,18 +101,25 @@ def _views(blocks: dict[tuple[int, str], shared_memory.SharedMemory], config: Po
     return {s: {c: np.ndarray(shape, np.uint8, buffer=blocks[(s, c)].buf) for c in config.cameras} for s in slots}
 
 
+@dataclass
+class _Running:
+    """A worker's view of a slot's episode."""
+
+    env: Any
+    spec: EpisodeSpec
+    frames: bool
+    steps: int = 0
+
+
 def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, str], str]) -> None:
     """Serve commands until told to stop; never raises for a bad episode (it replies an error)."""
-    # One worker per core: Mesa's llvmpipe would otherwise start a render thread per core in every
-    # worker, and the workers would fight over the cores instead of using one each.
-    os.environ.setdefault("LP_NUM_THREADS", "1")
     import envs  # noqa: F401  (sets the GL backend)
     from envs.env import TabletopEnv
 
     blocks = {key: shared_memory.SharedMemory(name=name) for key, name in names.items()}
     views = _views(blocks, config, slots)
     cache: dict[int, OrderedDict] = {s: OrderedDict() for s in slots}
-    current: dict[int, TabletopEnv] = {}
+    running: dict[int, _Running] = {}
 
     def env_for(slot: int, spec: EpisodeSpec) -> TabletopEnv:
         key = (spec.task, spec.robot)
@@ -89,11 +132,35 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
         envs_of_slot.move_to_end(key)
         return envs_of_slot[key]
 
-    def reply(slot: int, env: TabletopEnv, obs: dict, **extra) -> Reply:
-        for cam in config.cameras:
+    def observe(slot: int, run: _Running, render: bool, **extra) -> Reply:
+        obs = run.env.observe(config.cameras if render else ())
+        for cam in config.cameras if render else ():
             views[slot][cam][...] = obs[cam]
-        privileged = env.privileged_state() if config.privileged else None
+        privileged = run.env.privileged_state() if config.privileged and render else None
         return Reply(slot, obs["state"], obs["instruction"], privileged=privileged, **extra)
+
+    def reset(slot: int, command: Reset) -> Reply:
+        env = env_for(slot, command.spec)
+        run = running[slot] = _Running(env, command.spec, command.frames)
+        _, info = env.reset(seed=command.spec.seed, options={"perturbation": command.spec.variant})
+        frames = [env.frame("agentview").copy()] if run.frames else []
+        return observe(slot, run, True, info={"perturbation": info["perturbation"], "layout": info["layout"]},
+                       frames=frames)
+
+    def chunk(slot: int, command: Chunk) -> Reply:
+        run = running[slot]
+        frames, steps, success = [], 0, False
+        for action in command.actions:
+            success, _ = run.env.advance(action)
+            steps, run.steps = steps + 1, run.steps + 1
+            if run.frames:
+                frames.append(run.env.frame("agentview").copy())
+            if success or run.steps >= run.spec.max_steps:
+                break
+        truncated = not success and run.steps >= run.spec.max_steps
+        render = config.per_step or not (success or truncated)  # an ended episode is not observed again
+        return observe(slot, run, render, steps=steps, success=success, truncated=truncated, frames=frames,
+                       first_moved=run.env.first_moved)
 
     try:
         while True:
@@ -101,18 +168,9 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
             if commands is None:
                 break
             out = []
-            for kind, slot, payload in commands:
+            for slot, command in commands:
                 try:
-                    if kind == "reset":
-                        env = current[slot] = env_for(slot, payload)
-                        obs, info = env.reset(seed=payload.seed, options={"perturbation": payload.variant})
-                        out.append(reply(slot, env, obs, info={"perturbation": info["perturbation"],
-                                                               "layout": info["layout"]}))
-                    else:
-                        env = current[slot]
-                        obs, _, terminated, _, info = env.step(payload)
-                        out.append(reply(slot, env, obs, terminated=terminated, success=info["success"],
-                                         first_moved=info["first_moved"]))
+                    out.append(reset(slot, command) if isinstance(command, Reset) else chunk(slot, command))
                 except Exception as err:  # one episode's failure, not the worker's
                     out.append(Reply(slot, error=f"{type(err).__name__}: {err}".splitlines()[0]))
                     if not isinstance(err, ValueError):
@@ -126,6 +184,21 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
                 env.close()
         for block in blocks.values():
             block.close()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set while a worker is spawned (it copies the environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class EnvPool:
@@ -157,16 +230,17 @@ class EnvPool:
         parent, child = self._ctx.Pipe()
         names = {key: block.name for key, block in self._blocks.items() if self.worker_of(key[0]) == worker}
         proc = self._ctx.Process(target=_worker, args=(child, self.config, self.slots_of(worker), names), daemon=True)
-        proc.start()
+        with _environment(WORKER_THREADS):
+            proc.start()
         child.close()
         self._procs[worker], self._conns[worker], self._answered[worker] = proc, parent, False
 
-    def run(self, commands: list[tuple[str, int, Any]]) -> tuple[list[Reply], list[int]]:
+    def run(self, commands: list[tuple[int, Reset | Chunk]]) -> tuple[list[Reply], list[int]]:
         """Send one round of commands (all workers at once); the replies, and the workers that died
         (replaced already: the caller re-runs their slots' episodes)."""
         by_worker: dict[int, list] = {}
         for command in commands:
-            by_worker.setdefault(self.worker_of(command[1]), []).append(command)
+            by_worker.setdefault(self.worker_of(command[0]), []).append(command)
         dead = []
         for worker, batch in by_worker.items():
             try:

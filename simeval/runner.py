@@ -1,11 +1,14 @@
-"""The rollout loop: episodes from a queue, an env pool, one batched policy call per step.
+"""The rollout loop: episodes from a queue, an env pool, one batched policy call per decision.
 
 Slots take the next pending episode as soon as theirs ends (auto-reset), so no worker idles while
-episodes remain. Each round: ask the policy for the slots whose action queue is empty (one call for
-the whole batch; a chunk of H actions fills a queue for H steps), then in one message per worker
-step every ready slot and reset the free ones onto the next pending episodes. An episode's outcome depends only on its spec and the policy, so
-any number of workers gives the same per-episode results. Each finished episode is appended at
-once to ``episodes.jsonl``.
+episodes remain. Each round: ask the policy for every slot that has an observation to act on (one
+call for the whole batch), then in one message per worker send each such slot its whole action
+chunk, which the worker runs open-loop, and reset the free slots onto the next pending episodes.
+The runner is synchronous in rounds, and an episode's outcome depends only on its spec and the
+policy, so any number of workers gives the same per-episode results.
+
+Everything else a run does is an :class:`Observer`: the records log, the progress bar, the video
+recorder, ``simeval collect``'s demonstration recorder, a test's kill hook.
 """
 
 from __future__ import annotations
@@ -14,56 +17,53 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Sequence
 
 import numpy as np
 
 from envs.tasks.library import get_task
 from policies.base import Batch, EpisodeStart, Policy
-from simeval.pool import EnvPool, PoolConfig, Reply
-from simeval.records import cell_key, variant_cell
+from simeval.pool import Chunk, EnvPool, PoolConfig, Reply, Reset
+from simeval.records import EpisodeRecord, variant_cell
 from simeval.suites import EpisodeSpec
-from simeval.video import VideoPolicy, VideoWriter
 
 MAX_WORKER_DEATHS = 2  # per episode: after that it is recorded as failed, with the reason
 
 
 @dataclass
 class Active:
-    """A slot's running episode."""
+    """A slot's running episode. An observer sets ``frames`` to a list in ``started`` to get the
+    episode's agentview frames, one per step (they are rendered only for such episodes)."""
 
     spec: EpisodeSpec
     started: float
     steps: int = 0
     ready: bool = False  # has an observation to act on
-    actions: deque = field(default_factory=deque)
-    frames: list[np.ndarray] = field(default_factory=list)
+    queue: np.ndarray | None = None  # the rest of a chunk, on the per-step path only
+    frames: list[np.ndarray] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     last: Reply | None = None
 
 
-class Progress:
-    """One status line on stderr: episodes done, success so far, episodes per second."""
+class Observer:
+    """Sees a rollout's episodes start and end, the policy's chunks, and every round; each hook is
+    optional. ``finished`` may fill fields of the record (``video``, ``demo``) before the records log,
+    the last observer, writes it."""
 
-    def __init__(self, total: int, done: int = 0, successes: int = 0) -> None:
-        self.total, self.done, self.successes = total, done, successes
-        self.start, self.new, self._shown = time.perf_counter(), 0, 0.0
+    def started(self, slot: int, episode: Active) -> None:
+        """An episode starts in ``slot`` (before its reset is sent)."""
 
-    def update(self, success: bool) -> None:
-        self.done, self.new, self.successes = self.done + 1, self.new + 1, self.successes + int(success)
-        now = time.perf_counter()
-        if now - self._shown > 0.5 or self.done == self.total:
-            self._shown = now
-            rate = self.new / max(now - self.start, 1e-9)
-            share = self.successes / max(self.done, 1)
-            bar = "#" * int(30 * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r[{bar:<30}] {self.done}/{self.total} episodes | success {share:.0%} | "
-                             f"{rate:.2f} ep/s")
-            sys.stderr.flush()
+    def acted(self, slot: int, episode: Active, images: dict[str, np.ndarray], chunk: np.ndarray) -> None:
+        """The policy chose ``chunk`` (H, 7) for ``slot`` on the observation ``images``/``episode.last``."""
+
+    def finished(self, slot: int, episode: Active, record: EpisodeRecord) -> None:
+        """An episode ended (or failed): its record, before it is written."""
+
+    def round(self, pool: EnvPool, index: int) -> None:
+        """A round of commands is about to be sent."""
 
     def close(self) -> None:
-        sys.stderr.write("\n")
+        """The rollout is over (or interrupted)."""
 
 
 @dataclass
@@ -74,74 +74,51 @@ class RunOutcome:
     worker_restarts: int
 
 
-class Observer(Protocol):
-    """Sees every step and every finished episode (``simeval collect`` records demonstrations)."""
-
-    def step(self, slot: int, episode: Active, images: dict[str, np.ndarray], action: np.ndarray) -> None: ...
-
-    def finish(self, slot: int, record: dict) -> None: ...
-
-
-def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, out_dir: Path,
-            video: VideoPolicy, on_record: Callable[[dict], None], progress: Progress,
-            kill_hook: Callable[[EnvPool, int], None] | None = None, observer: Observer | None = None) -> RunOutcome:
-    """Run ``specs`` to the end; every finished episode goes to ``on_record`` as it ends."""
+def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfig,
+            observers: Sequence[Observer] = ()) -> RunOutcome:
+    """Run ``specs`` to the end; every finished episode goes to the observers as it ends."""
     pending = deque(sorted(specs, key=lambda s: (s.task, s.robot, s.variant, s.index)))  # fewer env switches
     active: dict[int, Active] = {}
     deaths: dict[str, int] = {}
     records: list[dict] = []
-    writer = VideoWriter() if video.records_frames else None
-    start, env_steps, rounds = time.perf_counter(), 0, 0
+    start, env_steps = time.perf_counter(), 0
 
     def finish(slot: int, success: bool, error: str | None = None) -> None:
         episode = active.pop(slot)
-        spec = episode.spec
+        spec, last, task = episode.spec, episode.last, get_task(episode.spec.task)
         dimension, level = variant_cell(spec.variant)
-        instruction = episode.last.instruction if episode.last and episode.last.instruction else ""
-        target = get_task(spec.task).named_object
-        moved = episode.last.first_moved if episode.last else None
-        record = {"id": spec.id, "task": spec.task, "robot": spec.robot, "family": get_task(spec.task).family,
-                  "perturbation": spec.variant, "dimension": dimension, "level": level,
-                  "params": episode.info.get("perturbation", {}).get("params", {}), "seed": spec.seed,
-                  "success": bool(success and error is None), "steps": episode.steps, "error": error, "video": None,
-                  "instruction": instruction, "wall_s": round(time.perf_counter() - episode.started, 3),
-                  "named_object": target, "first_moved": moved,
-                  "grounded": None if target is None or moved is None else moved == target}
-        cell = cell_key(dimension, level)
-        if writer is not None and episode.frames and video.wants(record):
-            name = f"{cell.replace(':', '_').replace('+', '-')}_{spec.task}_{spec.robot}_{spec.index:04d}_" \
-                   f"{'success' if record['success'] else 'failure'}.mp4"
-            record["video"] = f"videos/{name}"
-            writer.submit(out_dir / record["video"], episode.frames, instruction, record["success"])
-        records.append(record)
-        if observer is not None:
-            observer.finish(slot, record)
-        on_record(record)
-        progress.update(record["success"])
+        moved = last.first_moved if last else None
+        record = EpisodeRecord(
+            id=spec.id, task=spec.task, robot=spec.robot, family=task.family, perturbation=spec.variant,
+            dimension=dimension, level=level, params=episode.info.get("perturbation", {}).get("params", {}),
+            seed=spec.seed, success=bool(success and error is None), steps=episode.steps, error=error,
+            instruction=last.instruction if last and last.instruction else "",
+            wall_s=round(time.perf_counter() - episode.started, 3), named_object=task.named_object,
+            first_moved=moved, grounded=None if task.named_object is None or moved is None else moved == task.named_object)
+        for observer in observers:
+            observer.finished(slot, episode, record)
+        records.append(record.to_dict())
 
-    def absorb(replies: list[Reply], resets: bool) -> None:
+    def absorb(reply: Reply, reset: bool) -> None:
         nonlocal env_steps
-        for reply in replies:
-            episode = active.get(reply.slot)
-            if episode is None:
-                continue
-            if reply.error is not None:
-                finish(reply.slot, False, reply.error)
-                continue
-            episode.last, episode.ready = reply, True
-            if writer is not None:
-                episode.frames.append(pool.images[reply.slot]["agentview"].copy())
-            if resets:
-                episode.info = reply.info or {}
-                spec = episode.spec
-                policy.reset([reply.slot], [EpisodeStart(spec.id, spec.task, spec.robot, spec.seed)])
-                continue
-            episode.steps += 1
-            env_steps += 1
-            if reply.success or reply.terminated:
-                finish(reply.slot, True)
-            elif episode.steps >= episode.spec.max_steps:
-                finish(reply.slot, False)
+        episode = active.get(reply.slot)
+        if episode is None:
+            return
+        if reply.error is not None:
+            finish(reply.slot, False, reply.error)
+            return
+        episode.last, episode.ready = reply, True
+        if episode.frames is not None:
+            episode.frames.extend(reply.frames)
+        if reset:
+            episode.info = reply.info or {}
+            spec = episode.spec
+            policy.reset([reply.slot], [EpisodeStart(spec.id, spec.task, spec.robot, spec.seed)])
+            return
+        episode.steps += reply.steps
+        env_steps += reply.steps
+        if reply.ended:
+            finish(reply.slot, reply.success)
 
     def bury(dead: list[int]) -> None:
         for worker in dead:
@@ -159,65 +136,78 @@ def rollout(specs: list[EpisodeSpec], policy: Policy, pool_config: PoolConfig, o
                     del active[slot]
                     pending.appendleft(spec)  # from scratch, never counted twice
 
-    with EnvPool(pool_config) as pool:
-        try:
+    try:
+        with EnvPool(pool_config) as pool:
+            rounds = 0
             while pending or active:
-                # one round: slots without an episode reset onto the next one while the others step
-                _act(policy, pool, active, finish)
-                commands = [("step", s, e.actions.popleft()) for s, e in active.items() if e.ready and e.actions]
-                if observer is not None:
-                    for _, slot, action in commands:
-                        observer.step(slot, active[slot], pool.images[slot], action)
+                # one round: slots without an episode reset onto the next one while the others run a chunk
+                commands: list[tuple[int, Reset | Chunk]] = []
+                for slot, chunk in _act(policy, pool, active, finish, observers):
+                    episode = active[slot]
+                    if pool_config.per_step:  # one step per round, as before chunks ran in the workers
+                        episode.queue, chunk = chunk[1:], chunk[:1]
+                    commands.append((slot, Chunk(chunk)))
                 for slot in range(pool.n_slots):
                     if slot not in active and pending:
-                        spec = pending.popleft()
-                        active[slot] = Active(spec, started=time.perf_counter())
-                        commands.append(("reset", slot, spec))
-                if kill_hook is not None:
-                    kill_hook(pool, rounds)
+                        episode = active[slot] = Active(pending.popleft(), started=time.perf_counter())
+                        for observer in observers:
+                            observer.started(slot, episode)
+                        commands.append((slot, Reset(episode.spec, frames=episode.frames is not None)))
+                for observer in observers:
+                    observer.round(pool, rounds)
                 rounds += 1
                 if commands:
+                    for ready in active.values():
+                        ready.ready = False
                     replies, dead = pool.run(commands)
-                    kinds = {slot: kind for kind, slot, _ in commands}
-                    absorb([r for r in replies if kinds[r.slot] == "reset"], resets=True)
-                    absorb([r for r in replies if kinds[r.slot] == "step"], resets=False)
+                    resets = {slot for slot, command in commands if isinstance(command, Reset)}
+                    for reply in sorted(replies, key=lambda r: r.slot not in resets):  # resets first
+                        absorb(reply, reply.slot in resets)
                     bury(dead)
-        finally:
-            if writer is not None:
-                writer.close()
-            progress.close()
-        restarts = pool.restarts
+            restarts = pool.restarts
+    finally:
+        for observer in observers:
+            observer.close()
     return RunOutcome(records, time.perf_counter() - start, env_steps, restarts)
 
 
-def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], finish: Callable) -> None:
-    """One batched policy call for every ready slot with an empty action queue."""
-    need = [s for s, e in active.items() if e.ready and not e.actions]
+def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], finish, observers: Sequence[Observer]) \
+        -> list[tuple[int, np.ndarray]]:
+    """The chunk to run for every slot with an observation: the rest of a queued chunk, or one
+    batched policy call for the slots whose chunk ran out."""
+    out = []
+    for slot, episode in active.items():
+        if episode.ready and episode.queue is not None and len(episode.queue):
+            out.append((slot, episode.queue))
+    need = [s for s, e in active.items() if e.ready and (e.queue is None or not len(e.queue))]
     if not need:
-        return
+        return out
     replies = [active[s].last for s in need]
     batch = Batch(slots=need, state=np.stack([r.state for r in replies]), instruction=[r.instruction for r in replies])
-    cams = pool.config.cameras
-    if policy.needs_images and "agentview" in cams and "wrist" in cams:
-        batch.agentview = np.stack([pool.images[s]["agentview"] for s in need])
-        batch.wrist = np.stack([pool.images[s]["wrist"] for s in need])
-    if policy.needs_privileged:
+    for cam in policy.observation_spec.cameras:
+        if cam in pool.config.cameras:
+            setattr(batch, cam, np.stack([pool.images[s][cam] for s in need]))
+    if policy.observation_spec.privileged:
         batch.privileged = [r.privileged for r in replies]
     try:
         actions = np.asarray(policy.act(batch), dtype=np.float64)
     except Exception as err:
         for slot in need:
             finish(slot, False, f"policy raised {type(err).__name__}: {err}".splitlines()[0])
-        return
+        return out
     if actions.ndim == 2:
         actions = actions[:, None, :]
     if actions.ndim != 3 or actions.shape[0] != len(need) or actions.shape[2] != 7 or actions.shape[1] < 1:
         for slot in need:
             finish(slot, False, f"policy returned shape {tuple(actions.shape)}; expected ({len(need)}, 7) or "
                                 f"({len(need)}, H, 7)")
-        return
+        return out
     for slot, chunk in zip(need, actions):
         if not np.all(np.isfinite(chunk)):
             finish(slot, False, "policy returned a non-finite action")
-        else:
-            active[slot].actions.extend(np.clip(chunk, -1.0, 1.0))
+            continue
+        chunk = np.clip(chunk, -1.0, 1.0)
+        for observer in observers:
+            observer.acted(slot, active[slot], pool.images[slot], chunk)
+        out.append((slot, chunk))
+    return out

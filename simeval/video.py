@@ -2,9 +2,9 @@
 
 The runner hands over finished episodes' frames and goes on stepping; the thread upsamples each
 frame 2x (so the overlaid text reads), writes the instruction and the outcome on it and encodes.
-Which episodes become videos is decided by :class:`VideoPolicy`: by default a success and a failure
-per (dimension, level), chosen so that tasks and robots vary across cells; ``all`` keeps every
-episode, ``none`` none.
+Which episodes record frames and become videos is decided by :class:`VideoPolicy`: by default a
+success and a failure per (dimension, level), chosen so that tasks and robots vary across cells;
+``all`` keeps every episode, ``none`` none. :class:`VideoRecorder` is the rollout's observer.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Callable
 import imageio.v2 as imageio
 import numpy as np
 
+from simeval.records import EpisodeRecord
+from simeval.runner import Active, Observer
 from simeval.text import draw_text, wrap
 
 MODES = ("examples", "all", "none")
@@ -55,11 +57,15 @@ def example_rank(suite: dict, record: dict) -> tuple[int, int]:
 
 
 class VideoPolicy:
-    """Decides, as episodes finish, which ones are kept as videos.
+    """Decides which episodes record frames (as they start) and become videos (as they end).
 
-    In ``examples`` mode each (cell, outcome) keeps its best-ranked episode (:func:`example_ranker`):
-    an episode is kept when its cell has no example of that outcome yet or when it ranks better than
-    the one kept so far (whose video stays on disk; the report shows the best-ranked ones)."""
+    In ``examples`` mode each (cell, outcome) keeps its best-ranked episode (:func:`example_ranker`).
+    An episode records frames only when it could still become one: when its cell has, for some
+    outcome, no finished example yet or only worse-ranked ones. The best-ranked episode of each
+    (cell, outcome) therefore always records, whatever order episodes finish in, so the examples do
+    not depend on the number of workers; the others render nothing but their observations. When it
+    ends, an episode becomes a video if it beats the example kept so far (whose video stays on disk;
+    the report shows the best-ranked ones). ``all`` records and keeps every episode, ``none`` none."""
 
     def __init__(self, mode: str, suite: dict | None = None) -> None:
         if mode not in MODES:
@@ -71,24 +77,61 @@ class VideoPolicy:
     def records_frames(self) -> bool:
         return self.mode != "none"
 
-    def _key(self, record: dict) -> tuple[str, bool]:
+    def cell_of(self, record: dict) -> str:
+        """The (dimension, level) cell key of a record or an episode about to start."""
         from simeval.records import cell_key, variant_cell
 
-        return cell_key(*variant_cell(str(record.get("perturbation", "nominal")))), bool(record.get("success"))
+        return cell_key(*variant_cell(str(record.get("perturbation", "nominal"))))
 
     def seen(self, record: dict) -> None:
         """Note an example that already exists (from a resumed run)."""
-        key, rank = self._key(record), self.rank(record)
+        key, rank = (self.cell_of(record), bool(record.get("success"))), self.rank(record)
         self._best[key] = min(rank, self._best.get(key, rank))
 
-    def wants(self, record: dict) -> bool:
+    def records(self, episode: dict) -> bool:
+        """Whether an episode about to start (task, robot, perturbation, seed) records its frames."""
         if self.mode != "examples":
             return self.mode == "all"
-        key, rank = self._key(record), self.rank(record)
+        cell, rank = self.cell_of(episode), self.rank(episode)
+        return any((cell, outcome) not in self._best or rank < self._best[(cell, outcome)] for outcome in (True, False))
+
+    def wants(self, record: dict) -> bool:
+        """Whether a finished episode (that recorded its frames) becomes a video."""
+        if self.mode != "examples":
+            return self.mode == "all"
+        key, rank = (self.cell_of(record), bool(record.get("success"))), self.rank(record)
         if key in self._best and self._best[key] <= rank:
             return False
         self._best[key] = rank
         return True
+
+
+class VideoRecorder(Observer):
+    """The rollout observer that records frames where :class:`VideoPolicy` says and writes videos
+    (``videos/<cell>_<task>_<robot>_<index>_<outcome>.mp4`` under ``out_dir``)."""
+
+    def __init__(self, policy: VideoPolicy, out_dir: Path, every_episode: bool = False) -> None:
+        self.policy, self.out_dir, self.every_episode = policy, out_dir, every_episode
+        self.writer = VideoWriter() if policy.records_frames else None
+
+    def started(self, slot: int, episode: Active) -> None:
+        spec = episode.spec
+        like = {"task": spec.task, "robot": spec.robot, "perturbation": spec.variant, "seed": spec.seed}
+        if self.writer is not None and (self.every_episode or self.policy.records(like)):
+            episode.frames = []
+
+    def finished(self, slot: int, episode: Active, record: EpisodeRecord) -> None:
+        if self.writer is None or not episode.frames or not self.policy.wants(record.to_dict()):
+            return
+        cell = self.policy.cell_of(record.to_dict())
+        name = f"{cell.replace(':', '_').replace('+', '-')}_{record.task}_{record.robot}_" \
+               f"{episode.spec.index:04d}_{'success' if record.success else 'failure'}.mp4"
+        record.video = f"videos/{name}"
+        self.writer.submit(self.out_dir / record.video, episode.frames, record.instruction, record.success)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def annotate(frames: list[np.ndarray], instruction: str, success: bool) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ import pytest
 
 from simeval.cli import _build_parser, flag_of, main, method_flags
 from simeval.harness import RunRequest, execute
+from simeval.observers import RoundHook
 from simeval.rundir import MARKER
 from simeval.suites import SuiteError, load_suite, parse_suite
 
@@ -257,7 +258,7 @@ def test_a_replaced_worker_is_said_on_stderr_and_counted(suite_file, tmp_path, c
 
     request = RunRequest(suite=load_suite(str(suite_file)), policy="scripted", out=tmp_path / "run", workers=2,
                          video="none")
-    results = execute(request, kill_hook=kill)
+    results = execute(request, observers=[RoundHook(kill)])
     err = capsys.readouterr().err
     assert "env worker 0 died and was replaced (1 replaced so far)" in err
     assert results["timing"]["worker_restarts"] == 1

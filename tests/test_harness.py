@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from policies import loader
-from policies.base import Batch, Policy
+from policies.base import Batch, ObservationSpec, Policy
 from simeval.cli import main
 from simeval.harness import RunRequest, execute
+from simeval.observers import RoundHook
 from simeval.suites import load_suite
 
 SUITE = """\
@@ -38,7 +39,7 @@ def suite_file(tmp_path) -> Path:
 def _run(suite_file: Path, out: Path, policy: str = "scripted", workers: int = 1, kill_hook=None, **kwargs) -> dict:
     request = RunRequest(suite=load_suite(str(suite_file)), policy=policy, out=out, workers=workers,
                          video=kwargs.pop("video", "none"), **kwargs)
-    return execute(request, kill_hook=kill_hook)
+    return execute(request, observers=[RoundHook(kill_hook)] if kill_hook else ())
 
 
 def _outcomes(out: Path) -> dict[str, tuple]:
@@ -105,7 +106,7 @@ def test_a_killed_worker_is_replaced_and_its_episode_rerun(suite_file, tmp_path)
 class Faulty(Policy):
     """Raises for PushButton, returns NaN on Panda, a wrong shape otherwise -- after a few steps."""
 
-    needs_images = False
+    observation_spec = ObservationSpec(cameras=())
 
     def __init__(self, path=None) -> None:
         self.starts: dict[int, object] = {}
@@ -133,7 +134,7 @@ def test_faulty_policies_fail_episodes_not_the_run(suite_file, tmp_path, monkeyp
     checkpoint = tmp_path / "faulty"
     checkpoint.mkdir()
     (checkpoint / "config.json").write_text(json.dumps({"policy_type": "faulty"}))
-    monkeypatch.setitem(loader.CHECKPOINT_LOADERS, "faulty", Faulty)
+    monkeypatch.setitem(loader.CHECKPOINT_ENTRY_POINTS, "faulty", f"{__name__}:Faulty")
     results = _run(suite_file, tmp_path / "run", policy=str(checkpoint))
     records = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
     assert len(records) == 12 and results["counts"]["errors"] == 12

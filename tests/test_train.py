@@ -28,7 +28,7 @@ def test_train_resume_and_use_as_policy(tmp_path):
     assert steps == list(range(1, 10))  # resumed at 6, no step run twice
     assert (out / "curve.png").stat().st_size > 1000
     policy = load_policy(str(out / "final"))
-    assert policy.needs_images and not policy.needs_privileged
+    assert policy.observation_spec.cameras == ("agentview", "wrist") and not policy.observation_spec.privileged
 
 
 def test_train_bad_config(tmp_path, capsys):

@@ -258,7 +258,7 @@ def test_policy_act(head, tokenizer, tmp_path):
     model = tiny(head, tokenizer)
     save_checkpoint(tmp_path, model, model.config, tokenizer)
     policy = load_vla_policy(tmp_path)
-    assert policy.needs_images and not policy.needs_privileged
+    assert policy.observation_spec.cameras == ("agentview", "wrist") and not policy.observation_spec.privileged
     starts = [EpisodeStart(f"e{i}", "PickUpBlueCube", "Piper", seed=i) for i in range(3)]
     policy.reset([0, 1, 2], starts)
     out = policy.act(obs_batch())
@@ -292,9 +292,9 @@ def test_policy_rejects_bad_observations(tokenizer):
 
 
 def test_registered_with_the_loader(tokenizer, tmp_path):
-    from policies.loader import CHECKPOINT_LOADERS, load_policy
+    from policies.loader import load_policy, resolve_loader
 
-    assert CHECKPOINT_LOADERS["simeval_vla"] is load_vla_policy
+    assert resolve_loader("simeval_vla") is load_vla_policy
     model = tiny("flow", tokenizer)
     save_checkpoint(tmp_path, model, model.config, tokenizer)
     assert isinstance(load_policy(str(tmp_path)), VLAPolicy)

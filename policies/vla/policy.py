@@ -3,7 +3,8 @@
 ``act`` returns the first ``chunk_exec`` actions of each predicted chunk, which the harness runs
 open-loop. For the flow head the start noise of each slot comes from that slot's own generator,
 seeded from the episode's seed at ``reset``, so an episode's actions do not depend on which other
-episodes happen to share its batch.
+episodes happen to share its batch. Its observation spec is the config's cameras at the size the
+training frames were rendered at (``render_size`` in the checkpoint), which the model then resizes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from policies.base import Batch, EpisodeStart, Policy
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
 from policies.vla.checkpoint import load_checkpoint
 from policies.vla.model import VLA
 
@@ -22,11 +23,8 @@ from policies.vla.model import VLA
 class VLAPolicy(Policy):
     """Runs a :class:`VLA` under ``torch.no_grad`` on the harness's batches."""
 
-    needs_images = True
-    needs_privileged = False
-
     def __init__(self, model: VLA, chunk_exec: int | None = None, device: str | torch.device = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, render_size: int | None = None) -> None:
         if model.tokenizer is None:
             raise ValueError("VLAPolicy needs a model with a tokenizer (load it with load_checkpoint)")
         self.config = model.config
@@ -36,6 +34,7 @@ class VLAPolicy(Policy):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.seed = seed
+        self.observation_spec = ObservationSpec(cameras=self.config.cameras, image_size=render_size)
         self._generators: dict[int, torch.Generator] = {}
 
     def reset(self, slots: Sequence[int], starts: Sequence[EpisodeStart]) -> None:
@@ -89,4 +88,8 @@ def _generator(seed: int, stream: int) -> torch.Generator:
 
 def load_vla_policy(path: Path | str, chunk_exec: int | None = None, device: str = "cpu") -> VLAPolicy:
     """The policy saved in checkpoint directory ``path`` (the loader registered for ``simeval_vla``)."""
-    return VLAPolicy(load_checkpoint(path, device).model, chunk_exec=chunk_exec, device=device)
+    checkpoint = load_checkpoint(path, device)
+    render_size = checkpoint.extra.get("render_size")
+    if render_size is not None and (not isinstance(render_size, int) or isinstance(render_size, bool)):
+        raise ValueError(f"{Path(path) / 'config.json'}: field extra.render_size={render_size!r} is not an integer")
+    return VLAPolicy(checkpoint.model, chunk_exec=chunk_exec, device=device, render_size=render_size)
