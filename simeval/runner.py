@@ -23,7 +23,7 @@ import numpy as np
 
 from envs.tasks.library import get_task
 from policies.base import Batch, EpisodeStart, Policy
-from simeval.pool import Chunk, EnvPool, PoolConfig, Reply, Reset
+from simeval.pool import Chunk, EnvPool, PoolConfig, Reply, Reset, policy_threads
 from simeval.records import EpisodeRecord, variant_cell
 from simeval.suites import EpisodeSpec
 
@@ -137,7 +137,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
                     pending.appendleft(spec)  # from scratch, never counted twice
 
     try:
-        with EnvPool(pool_config) as pool:
+        with policy_threads(pool_config.workers), EnvPool(pool_config) as pool:
             rounds = 0
             while pending or active:
                 # one round: slots without an episode reset onto the next one while the others run a chunk

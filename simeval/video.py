@@ -29,7 +29,8 @@ def example_ranker(suite: dict) -> Callable[[dict], tuple[int, int]]:
     """How much a (dimension, level) cell prefers an episode as its example: lower is better.
 
     Cell k of the suite prefers the k-th (task, robot) pair, then the next ones in turn, so that the
-    examples of different cells show different tasks and robots; the seed breaks ties. Pairs are
+    examples of different cells show different tasks and robots; the episode index breaks ties (the
+    earliest, which the runner starts first, so that later episodes rarely need their frames). Pairs are
     taken in the order the runner starts them (sorted), so few episodes are encoded and superseded.
     A pure function of the suite and the record: the same examples whatever order episodes finish
     in. The suite's lookups are built once here, not per record."""
@@ -41,12 +42,13 @@ def example_ranker(suite: dict) -> Callable[[dict], tuple[int, int]]:
     by_variant = {v: cells[variant_cell(v)] for v in suite.get("perturbations", [])}
 
     def rank(record: dict) -> tuple[int, int]:
-        seed = int(record.get("seed", 0))
+        tail = str(record.get("id", "")).rpartition("/")[2]
+        index = int(tail) if tail.isdigit() else int(record.get("seed", 0))
         pair = pairs.get((record.get("task"), record.get("robot")))
         cell = by_variant.get(str(record.get("perturbation", "nominal")))
         if pair is None or cell is None:
-            return len(pairs), seed
-        return (pair - cell) % len(pairs), seed
+            return len(pairs), index
+        return (pair - cell) % len(pairs), index
 
     return rank
 
@@ -89,7 +91,7 @@ class VideoPolicy:
         self._best[key] = min(rank, self._best.get(key, rank))
 
     def records(self, episode: dict) -> bool:
-        """Whether an episode about to start (task, robot, perturbation, seed) records its frames."""
+        """Whether an episode about to start (id, task, robot, perturbation) records its frames."""
         if self.mode != "examples":
             return self.mode == "all"
         cell, rank = self.cell_of(episode), self.rank(episode)
@@ -116,7 +118,7 @@ class VideoRecorder(Observer):
 
     def started(self, slot: int, episode: Active) -> None:
         spec = episode.spec
-        like = {"task": spec.task, "robot": spec.robot, "perturbation": spec.variant, "seed": spec.seed}
+        like = {"id": spec.id, "task": spec.task, "robot": spec.robot, "perturbation": spec.variant, "seed": spec.seed}
         if self.writer is not None and (self.every_episode or self.policy.records(like)):
             episode.frames = []
 
