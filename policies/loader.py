@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable
 
@@ -9,8 +10,19 @@ from policies.base import Policy
 from policies.integrity import read_json, short
 
 BUILTIN = ("scripted", "random")
-# Checkpoint loaders by the ``policy_type`` in a checkpoint's config.json (the reference VLA adds one).
-CHECKPOINT_LOADERS: dict[str, Callable[[Path], Policy]] = {}
+# The loader of each checkpoint type (the ``policy_type`` in a checkpoint's config.json), as a
+# "module:function" entry point, imported only when a checkpoint of that type is loaded: torch is
+# imported then, not before, and the loaders' packages need not know about this module.
+CHECKPOINT_ENTRY_POINTS: dict[str, str] = {
+    "simeval_vla": "policies.vla.policy:load_vla_policy",
+    "simeval_adapted": "policies.adapters.io:load_adapted_policy",
+}
+
+
+def resolve_loader(policy_type: str) -> Callable[[Path], Policy]:
+    """The loader function of ``policy_type``'s entry point (imports its module); ``KeyError`` if unknown."""
+    module, _, name = CHECKPOINT_ENTRY_POINTS[policy_type].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_policy(spec: str) -> Policy:
@@ -36,11 +48,7 @@ def load_policy(spec: str) -> Policy:
     policy_type = read_json(config).get("policy_type")  # one line on a non-object, non-UTF-8, a directory ...
     if not isinstance(policy_type, str):
         raise ValueError(f"{config}: field policy_type={short(policy_type)} is not a string naming a checkpoint type")
-    if policy_type == "simeval_vla":
-        from policies import vla  # noqa: F401  (registers its loader; imports torch only here)
-    if policy_type == "simeval_adapted":
-        from policies import adapters  # noqa: F401  (registers its loader)
-    if policy_type not in CHECKPOINT_LOADERS:
-        known = ", ".join(CHECKPOINT_LOADERS) or "none registered yet"
+    if policy_type not in CHECKPOINT_ENTRY_POINTS:
+        known = ", ".join(CHECKPOINT_ENTRY_POINTS)
         raise ValueError(f"{config}: unknown policy_type {short(policy_type)}; known checkpoint types: {known}")
-    return CHECKPOINT_LOADERS[policy_type](path)
+    return resolve_loader(policy_type)(path)

@@ -1,8 +1,11 @@
 """Success rates with Wilson 95% intervals, per dimension / level / task / robot, and results.json.
 
 Reads episode records (one dict per finished episode, as appended to ``episodes.jsonl``) and knows
-nothing about MuJoCo or policies. An episode whose ``error`` is set counts as a failure and is also
-counted under ``errors``, so a crashing policy cannot look better than a failing one.
+nothing about MuJoCo or policies: a record's (dimension, level) cell and the cell's name come from
+:mod:`simeval.records` (``record_cell``, ``cell_key``), the one reading of variants. An episode whose
+``error`` is set counts as a failure (in the rates and in each dimension's Spearman correlation of
+level with success) and is also counted under ``errors``, so a crashing policy cannot look better
+than a failing one.
 
 The whole results.json is assembled by :func:`build_results`; its layout is :data:`SCHEMA`.
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+from simeval.records import cell_key, record_cell
 
 SCHEMA_ID = "simeval.results/1"
 
@@ -25,10 +30,17 @@ results.json, schema "simeval.results/1" (keys in this order):
   grounding      {"overall": G, "by_task": {task: G}, "eligible_episodes": int, "moved_any": float | null}
                  over tasks whose instruction names one object among several movable ones:
                  G = {"n", "named_first", "rate", "ci95"}, n = eligible episodes that moved an object
-  by_dimension   {dimension: Cell + {"drop_vs_nominal": float | null}}
+  by_dimension   {dimension: Cell + {"drop_vs_nominal": float | null}
+                              (+ {"spearman": S} on every dimension but "nominal")}
                  keys: "nominal", the seven dimensions in canonical order, then composed
                  dimensions such as "camera+light"; drop = nominal rate - this rate (null
-                 without nominal episodes); only dimensions that have episodes appear
+                 without nominal episodes); only dimensions that have episodes appear;
+                 S = {"rho": float | null, "p_value": float | null, "n": int}: Spearman's rank
+                 correlation between level (1-5; a composed dimension's is its highest) and
+                 success (1/0, errors count as failures) over the dimension's n episodes, with
+                 its two-sided p-value (scipy.stats.spearmanr); both null when it is undefined
+                 (fewer than 2 distinct levels, or success constant); negative rho: success
+                 falls as the level rises
   by_level       {"nominal" | "dimension:level": Cell}, e.g. "camera:3", "camera+light:2";
                  dimensions in the order above, levels ascending
   by_task        {task: Cell}, tasks in first-seen order
@@ -101,20 +113,6 @@ def is_success(record: dict) -> bool:
     return bool(record.get("success")) and not record.get("error")
 
 
-def dimension_level(record: dict) -> tuple[str, int]:
-    """(dimension, level) of a record: its own fields, or parsed from ``perturbation`` if absent."""
-    if "dimension" in record and "level" in record:
-        return str(record["dimension"]), int(record["level"])
-    text = str(record.get("perturbation") or NOMINAL).strip()
-    if text.lower() in ("", "none", NOMINAL):
-        return NOMINAL, 0
-    pairs = [part.strip().partition(":") for part in text.split(",") if part.strip()]
-    levels = {name.strip(): int(level) for name, _, level in pairs if int(level) > 0}
-    if not levels:
-        return NOMINAL, 0
-    return "+".join(sorted(levels, key=_dimension_sort_key)), max(levels.values())
-
-
 def _dimension_sort_key(dimension: str) -> tuple:
     """nominal, then the canonical dimensions, then composed ones (by their parts), then unknown."""
     if dimension == NOMINAL:
@@ -125,9 +123,20 @@ def _dimension_sort_key(dimension: str) -> tuple:
     return (3, dimension)
 
 
-def level_key(dimension: str, level: int) -> str:
-    """The ``by_level`` key: "nominal" or "dimension:level"."""
-    return NOMINAL if dimension == NOMINAL else f"{dimension}:{level}"
+def spearman(records: Sequence[dict]) -> dict[str, Any]:
+    """Spearman's rho between level and success (errors fail) over ``records``, with its p-value.
+
+    ``rho`` and ``p_value`` are None when the correlation is undefined: fewer than two distinct
+    levels, or every episode with the same outcome (scipy would warn and return NaN)."""
+    levels = [record_cell(r)[1] for r in records]
+    wins = [int(is_success(r)) for r in records]
+    rho = p_value = None
+    if len(set(levels)) >= 2 and len(set(wins)) >= 2:
+        from scipy.stats import spearmanr  # imported only when there is a correlation to compute
+
+        result = spearmanr(levels, wins)
+        rho, p_value = (None if math.isnan(v) else round(float(v), 6) for v in (result.statistic, result.pvalue))
+    return {"rho": rho, "p_value": p_value, "n": len(records)}
 
 
 def _grouped(records: Sequence[dict], key) -> dict[Any, list[dict]]:
@@ -139,7 +148,7 @@ def _grouped(records: Sequence[dict], key) -> dict[Any, list[dict]]:
 
 def summarize(records: Sequence[dict]) -> dict[str, Any]:
     """The metrics part of results.json (see :data:`SCHEMA`), with deterministic key order."""
-    by_dim = _grouped(records, lambda r: dimension_level(r)[0])
+    by_dim = _grouped(records, lambda r: record_cell(r)[0])
     dims = sorted(by_dim, key=_dimension_sort_key)
     nominal_rate = Cell.of(by_dim[NOMINAL]).rate if NOMINAL in by_dim else None
 
@@ -148,9 +157,11 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
         cell = Cell.of(by_dim[dim])
         drop = None if nominal_rate is None or cell.rate is None else round(nominal_rate - cell.rate, 6)
         by_dimension[dim] = {**cell.to_dict(), "drop_vs_nominal": drop}
+        if dim != NOMINAL:
+            by_dimension[dim]["spearman"] = spearman(by_dim[dim])
 
-    by_level_groups = _grouped(records, dimension_level)
-    by_level = {level_key(*key): Cell.of(by_level_groups[key]).to_dict()
+    by_level_groups = _grouped(records, record_cell)
+    by_level = {cell_key(*key): Cell.of(by_level_groups[key]).to_dict()
                 for key in sorted(by_level_groups, key=lambda k: (_dimension_sort_key(k[0]), k[1]))}
 
     def cells(key) -> dict[str, dict]:  # dicts keep first-seen order

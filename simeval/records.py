@@ -4,6 +4,12 @@ Records are appended one line at a time as episodes end, so a process killed mid
 most one torn line, and only at the end of the file: that line is dropped with a warning. Any
 other line that is not a record is damage simeval did not cause, and is an error naming the file
 and the line, so that a resumed run never builds on a log it cannot trust.
+
+It is also the one place that turns variants into (dimension, level) cells and names them
+(:func:`variant_cell`, :func:`record_cell`, :func:`cell_key`, :func:`split_cell_key`), for the
+runner, the metrics and the reports alike. Importing it does not import MuJoCo: the variant parser
+(``envs.perturbations``, whose package imports MuJoCo) is imported on the first variant parsed, and
+records written by simeval carry their cell, so metrics and reports of them never parse one.
 """
 
 from __future__ import annotations
@@ -15,8 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from envs.perturbations import parse_variant
-
 REQUIRED = {"id": str, "success": bool, "steps": int}  # the fields a resumed run relies on
 
 
@@ -26,6 +30,8 @@ class RecordError(ValueError):
 
 def variant_cell(variant: str) -> tuple[str, int]:
     """(dimension, level) of a variant: ``nominal``/0, the single dimension, or ``a+b`` and the max level."""
+    from envs.perturbations import parse_variant  # here, not at the top: see the module docstring
+
     levels = parse_variant(variant).levels
     if not levels:
         return "nominal", 0
@@ -35,6 +41,36 @@ def variant_cell(variant: str) -> tuple[str, int]:
 def cell_key(dimension: str, level: int) -> str:
     """The name of a (dimension, level) cell: ``nominal`` or ``camera:3``."""
     return f"{dimension}:{level}" if level else "nominal"
+
+
+def split_cell_key(key: str) -> tuple[str, int]:
+    """The (dimension, level) a :func:`cell_key` names: ``camera:3`` -> ("camera", 3), ``nominal`` -> ("nominal", 0)."""
+    dimension, sep, level = key.rpartition(":")
+    if not sep:
+        if key != "nominal":
+            raise ValueError(f"not a cell name: {key!r}; expected 'nominal' or 'dimension:level'")
+        return "nominal", 0
+    try:
+        return dimension, int(level)
+    except ValueError:
+        raise ValueError(f"not a cell name: {key!r}; its level {level!r} is not an integer") from None
+
+
+def record_cell(record: dict) -> tuple[str, int]:
+    """(dimension, level) of a record: its own fields, or, in records of older runs that lack them,
+    the :func:`variant_cell` of its ``perturbation`` (a one-line ``ValueError`` naming the record if that
+    is not a variant)."""
+    if "dimension" in record and "level" in record:
+        return str(record["dimension"]), int(record["level"])
+    try:
+        return variant_cell(record.get("perturbation") or "nominal")
+    except ValueError as err:
+        raise ValueError(f"episode record {_short_id(record)}: {err}") from None
+
+
+def _short_id(record: dict) -> str:
+    """A record's ``id`` for messages (``?`` when it has none)."""
+    return repr(record.get("id", "?"))[:120]
 
 
 @dataclass

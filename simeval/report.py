@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
 
-from simeval.metrics import (DIMENSIONS, NOMINAL, pct, dimension_level, format_cell, format_drop, is_success,
-                             level_key)
+from simeval.metrics import DIMENSIONS, NOMINAL, format_cell, format_drop, is_success, pct
+from simeval.records import cell_key, record_cell, split_cell_key
 
 if TYPE_CHECKING:  # matplotlib is imported only when a chart is drawn
     from matplotlib.figure import Figure
@@ -47,16 +47,8 @@ def _suite_name(results: dict) -> str:
     return str(suite.get("name", "?")) if isinstance(suite, dict) else str(suite or "?")
 
 
-def _split_level(key: str) -> tuple[str, int]:
-    """"camera:3" -> ("camera", 3); "nominal" -> ("nominal", 0)."""
-    if key == NOMINAL:
-        return NOMINAL, 0
-    dim, _, level = key.rpartition(":")
-    return dim, int(level)
-
-
 def _levels(results: dict) -> list[int]:
-    found = {_split_level(k)[1] for k in results.get("by_level", {})} - {0}
+    found = {split_cell_key(k)[1] for k in results.get("by_level", {})} - {0}
     return sorted(set(LEVELS) | found)
 
 
@@ -65,7 +57,7 @@ def level_rows(results: dict) -> list[tuple[str, dict, dict[int, dict | None], f
     by_level = results.get("by_level", {})
     rows = []
     for dim, cell in results.get("by_dimension", {}).items():
-        cells = {lvl: (None if dim == NOMINAL else by_level.get(f"{dim}:{lvl}")) for lvl in _levels(results)}
+        cells = {lvl: (None if dim == NOMINAL else by_level.get(cell_key(dim, lvl))) for lvl in _levels(results)}
         rows.append((dim, cell, cells, None if dim == NOMINAL else cell.get("drop_vs_nominal")))
     return rows
 
@@ -121,8 +113,17 @@ def grounding_line(results: dict) -> str:
             f"({pct(g['moved_any'])}% of {g['eligible_episodes']} eligible episodes moved one); per task: {per_task}.")
 
 
+def format_spearman(spearman: dict | None) -> str:
+    """"-0.87 (p=0.058)": Spearman's rho of level vs success and its p-value; "–" where undefined."""
+    if not isinstance(spearman, dict) or spearman.get("rho") is None:
+        return "–"
+    p = spearman.get("p_value")
+    p_text = "" if p is None else " (p<0.001)" if p < 0.001 else f" (p={p:.2g})"
+    return f"{spearman['rho']:+.2f}{p_text}"
+
+
 def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
-    """Markdown tables: overall, dimension x level with drop vs nominal, per task, per robot, errors."""
+    """Markdown tables: overall, dimension x level with drop vs nominal and Spearman ρ, per task, per robot, errors."""
     levels = _levels(results)
     lines = [f"# {results.get('policy', '?')} on suite {_suite_name(results)}", "",
              f"**Overall success:** {format_cell(results.get('overall'))}", ""]
@@ -130,10 +131,14 @@ def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
         lines += [f"**{restarted}**", ""]
     lines += [grounding_line(results), "",
               "## Success by perturbation dimension and level", "",
-              "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate.", ""]
-    header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal"]
+              "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate. "
+              "Spearman ρ: rank correlation of level with success over the dimension's episodes (negative: "
+              "success falls as the level rises; – where undefined: one level only, or every episode alike).", ""]
+    header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal",
+              "Spearman ρ (level vs success)"]
     rows = [[dim, format_cell(cell), *[format_cell(cells[lvl]) if cells[lvl] else "" for lvl in levels],
-             "" if dim == NOMINAL else format_drop(drop)] for dim, cell, cells, drop in level_rows(results)]
+             *(["", ""] if dim == NOMINAL else [format_drop(drop), format_spearman(cell.get("spearman"))])]
+            for dim, cell, cells, drop in level_rows(results)]
     lines += _md_table(header, rows, "l" + "r" * (len(header) - 1))
     for title, section, first in (("Per task", "by_task", "Task"), ("Per robot", "by_robot", "Robot"),
                                   ("Per task and robot", "by_task_robot", "Task/Robot")):
@@ -172,14 +177,14 @@ def _plot_levels(fig: "Figure", results: dict) -> None:
     nominal = by_level.get(NOMINAL) if (by_level.get(NOMINAL) or {}).get("n") else None
     dims = [d for d in results.get("by_dimension", {}) if d != NOMINAL]
     colors = _colors(dims)
-    max_level = max([5, *(_split_level(k)[1] for k in by_level)])
+    max_level = max([5, *(split_cell_key(k)[1] for k in by_level)])
     ax = fig.add_subplot()
     series = {}  # id -> the line through a series' points; ids are set after the legend copies its handles
     dodge = min(0.07, 0.5 / max(1, len(dims)))  # side by side, so error bars do not hide each other
     for i, dim in enumerate(dims):
         offset = (i - (len(dims) - 1) / 2) * dodge
-        points = [(lvl, by_level[f"{dim}:{lvl}"]) for lvl in range(1, max_level + 1)
-                  if (by_level.get(f"{dim}:{lvl}") or {}).get("n")]
+        points = [(lvl, by_level[cell_key(dim, lvl)]) for lvl in range(1, max_level + 1)
+                  if (by_level.get(cell_key(dim, lvl)) or {}).get("n")]
         if nominal:  # the line starts at the shared nominal point (its marker and CI are drawn once, below)
             first = [(0, nominal["rate"])] + [(lvl + offset, c["rate"]) for lvl, c in points[:1]]
             ax.plot(*zip(*[(x, 100 * y) for x, y in first]), color=colors[dim], linewidth=2, zorder=2)
@@ -327,7 +332,7 @@ def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run
     groups: dict[str, list[dict]] = {}
     for record in records:
         if record.get("video"):
-            groups.setdefault(level_key(*dimension_level(record)), []).append(record)
+            groups.setdefault(cell_key(*record_cell(record)), []).append(record)
     known = results.get("by_level", {})
     order = [k for k in known if k in groups] + [k for k in groups if k not in known]
     if not order:
@@ -343,7 +348,7 @@ def _video_section(results: dict, records: Sequence[dict], report_dir: Path, run
     for key in order:
         wins = [r for r in groups[key] if is_success(r)][: config.videos_per_outcome]
         losses = [r for r in groups[key] if not is_success(r)][: config.videos_per_outcome]
-        dim, level = _split_level(key)
+        dim, level = split_cell_key(key)
         out.append(f'<div class="vcell"><h3>{html.escape(dim)} <small>level {level}</small></h3><div class="videos">')
         for record in wins + losses:
             outcome = "success" if is_success(record) else "failure"

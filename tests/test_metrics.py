@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from simeval.metrics import (DIMENSIONS, SCHEMA, SCHEMA_ID, Cell, build_results, dimension_level, format_cell,
-                             summarize, wilson_interval)
+from simeval.metrics import (DIMENSIONS, SCHEMA, SCHEMA_ID, Cell, build_results, format_cell, spearman, summarize,
+                             wilson_interval)
+from simeval.records import record_cell
 
 Z = 1.959964
 
@@ -106,8 +107,8 @@ def test_key_order_is_canonical_and_first_seen():
 
 def test_dimension_parsed_when_missing():
     r = {"perturbation": "light:3,camera:2", "success": True}
-    assert dimension_level(r) == ("camera+light", 3)
-    assert dimension_level({"perturbation": "nominal"}) == ("nominal", 0)
+    assert record_cell(r) == ("camera+light", 3)
+    assert record_cell({"perturbation": "nominal"}) == ("nominal", 0)
 
 
 def test_empty_run():
@@ -154,3 +155,78 @@ def test_grounding_counts_only_tasks_that_name_one_of_several_objects():
     assert g["eligible_episodes"] == 4 and g["moved_any"] == 0.75
     assert g["overall"]["n"] == 3 and g["overall"]["named_first"] == 2
     assert g["by_task"]["PutRedCubeInBowl"]["rate"] == 0.5 and g["by_task"]["PutLeftCubeOnPlate"]["rate"] == 1.0
+
+
+# ------------------------------------------------------------------ Spearman (level vs success)
+
+def test_spearman_perfectly_decreasing_is_minus_one():
+    # every level-1 episode succeeds, every level-2 one fails: the ranks agree perfectly, reversed
+    recs = many(3, 3, dimension="camera", level=1) + many(3, 0, dimension="camera", level=2)
+    s = spearman(recs)
+    assert s["rho"] == -1.0 and s["n"] == 6
+    assert s["p_value"] == 0.0  # |rho| = 1: t is infinite
+    up = many(3, 0, dimension="camera", level=1) + many(3, 3, dimension="camera", level=2)
+    assert spearman(up)["rho"] == 1.0
+
+
+def test_spearman_worked_by_hand():
+    # levels 1..5, one episode each, successes 1 1 0 0 0.
+    # ranks: level 1..5; success (ties averaged) 4.5 4.5 2 2 2; both means 3.
+    # sum dx*dy = (-2)(1.5) + (-1)(1.5) + 0 + (1)(-1) + (2)(-1) = -7.5; sum dx^2 = 10; sum dy^2 = 7.5
+    # rho = -7.5 / sqrt(75) = -sqrt(3)/2.  t = rho*sqrt((n-2)/(1-rho^2)) = -3 with 3 df, and the t(3)
+    # CDF is 1/2 + (t/(sqrt3 (1+t^2/3)) + atan(t/sqrt3))/pi, so p = 2*(1 - F(3)) = 1/3 - sqrt(3)/(2*pi).
+    recs = [record(dimension="light", level=lvl, success=lvl <= 2, i=lvl) for lvl in range(1, 6)]
+    s = spearman(recs)
+    assert s == {"rho": round(-math.sqrt(3) / 2, 6), "p_value": round(1 / 3 - math.sqrt(3) / (2 * math.pi), 6),
+                 "n": 5}
+    assert s["rho"] == -0.866025 and s["p_value"] == 0.057669
+
+
+def test_spearman_undefined_is_null():
+    one_level = many(10, 4, dimension="camera", level=3)
+    assert spearman(one_level) == {"rho": None, "p_value": None, "n": 10}
+    all_fail = many(5, 0, dimension="camera", level=1) + many(5, 0, dimension="camera", level=4)
+    assert spearman(all_fail) == {"rho": None, "p_value": None, "n": 10}
+    all_win = many(2, 2, dimension="camera", level=1) + many(2, 2, dimension="camera", level=2)
+    assert spearman(all_win) == {"rho": None, "p_value": None, "n": 4}
+    assert spearman([]) == {"rho": None, "p_value": None, "n": 0}
+
+
+def test_spearman_counts_errors_as_failures():
+    recs = many(2, 2, dimension="noise", level=1) + many(2, 2, dimension="noise", level=2)
+    for r in recs[2:]:
+        r["error"] = "policy raised ValueError"  # success=True, but errored: a failure
+    assert spearman(recs)["rho"] == -1.0  # without the errors success would be constant (null)
+
+
+def test_spearman_agrees_with_scipy_on_a_random_example():
+    import random
+
+    from scipy.stats import spearmanr
+
+    rng = random.Random(7)
+    recs = [record(dimension="layout", level=rng.randint(1, 5), success=rng.random() < 0.5, i=i) for i in range(60)]
+    expected = spearmanr([r["level"] for r in recs], [int(r["success"]) for r in recs])
+    s = spearman(recs)
+    assert s["rho"] == round(float(expected.statistic), 6) and s["p_value"] == round(float(expected.pvalue), 6)
+
+
+def test_spearman_in_by_dimension():
+    recs = synthetic() + many(4, 2, dimension="camera+light", level=3) + many(4, 0, dimension="camera+light", level=5)
+    old = {k: v for k, v in record(dimension="light", level=4, success=True, i=99).items()
+           if k not in ("dimension", "level")}  # a record of an older run: its cell comes from "perturbation"
+    m = summarize(recs + [old])
+    assert "spearman" not in m["by_dimension"]["nominal"]
+    assert list(m["by_dimension"]["camera"]) == ["n", "successes", "errors", "rate", "ci95", "drop_vs_nominal",
+                                                 "spearman"]
+    # camera: level 1 6/10 (one error, on a failure), level 3 1/5 -> the phi coefficient, worked by hand:
+    # (a*d - b*c) / sqrt(r1*r2*c1*c2) with level-3 wins a=1, losses b=4, level-1 wins c=6, losses d=4
+    phi = (1 * 4 - 4 * 6) / math.sqrt(5 * 10 * 7 * 8)
+    assert m["by_dimension"]["camera"]["spearman"]["rho"] == round(phi, 6)
+    assert m["by_dimension"]["camera"]["spearman"]["n"] == 15
+    light = m["by_dimension"]["light"]["spearman"]  # light:2 4/10, and the old record's light:4 1/1
+    assert light["n"] == 11 and light["rho"] is not None and light["rho"] > 0
+    composed = m["by_dimension"]["camera+light"]["spearman"]  # 2/4 at level 3, 0/4 at level 5
+    assert composed["n"] == 8 and composed["rho"] == round((0 * 2 - 4 * 2) / math.sqrt(4 * 4 * 2 * 6), 6)
+    assert "spearman" in SCHEMA and '"rho"' in SCHEMA and '"p_value"' in SCHEMA
+    assert json.loads(json.dumps(m)) == m

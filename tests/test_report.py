@@ -44,12 +44,15 @@ def test_summary_md_rows(tmp_path):
     text = write_summary_md(res, tmp_path / "summary.md").read_text()
     lines = text.splitlines()
     assert f"**Overall success:** {format_cell(res['overall'])}" in lines
-    assert "| Dimension | All levels | Level 1 | Level 2 | Level 3 | Level 4 | Level 5 | Drop vs nominal |" in lines
-    assert f"| nominal | {format_cell(res['by_dimension']['nominal'])} |  |  |  |  |  |  |" in lines
+    assert ("| Dimension | All levels | Level 1 | Level 2 | Level 3 | Level 4 | Level 5 | Drop vs nominal "
+            "| Spearman ρ (level vs success) |") in lines
+    assert f"| nominal | {format_cell(res['by_dimension']['nominal'])} |  |  |  |  |  |  |  |" in lines
     camera = res["by_level"]
+    # camera: 7/10 at level 1, 3/10 at level 4; two-valued on both sides, rho is the phi coefficient
+    # (3*3 - 7*7) / sqrt(10*10*10*10) = -0.4, t = -0.4*sqrt(18/0.84), two-sided p = 0.0806 (18 df)
     assert (f"| camera | 50% [30-70] (n=20) | {format_cell(camera['camera:1'])} |  |  | "
-            f"{format_cell(camera['camera:4'])} |  | +40 pp |") in lines
-    assert "| light | 40% [17-69] (n=10) |  | 40% [17-69] (n=10) |  |  |  | +50 pp |" in lines
+            f"{format_cell(camera['camera:4'])} |  | +40 pp | -0.40 (p=0.081) |") in lines
+    assert "| light | 40% [17-69] (n=10) |  | 40% [17-69] (n=10) |  |  |  | +50 pp | – |" in lines  # one level
     assert any(line.startswith("| PutCubeOnPlate | ") for line in lines)
     assert any(line.startswith("| Piper | ") for line in lines)
     assert any(line.startswith("| OpenDrawer/Piper | ") for line in lines)
@@ -146,3 +149,17 @@ def test_html_timing_versions_and_empty_run(tmp_path):
     empty = results([])
     assert "no episodes" in write_report_html(empty, [], tmp_path / "empty.html", tmp_path).read_text()
     assert "Errors: none in 0 episodes." in write_summary_md(empty, tmp_path / "empty.md").read_text()
+
+
+def test_summary_md_spearman_column(tmp_path):
+    from simeval.report import format_spearman
+
+    assert format_spearman({"rho": -0.866025, "p_value": 0.057669, "n": 5}) == "-0.87 (p=0.058)"
+    assert format_spearman({"rho": -1.0, "p_value": 0.0, "n": 6}) == "-1.00 (p<0.001)"
+    assert format_spearman({"rho": None, "p_value": None, "n": 10}) == "–"
+    assert format_spearman(None) == "–"  # a results.json written before the field existed
+    res = results(records())
+    for cell in res["by_dimension"].values():
+        cell.pop("spearman", None)
+    lines = write_summary_md(res, tmp_path / "summary.md").read_text().splitlines()
+    assert any(line.startswith("| camera | ") and line.endswith(" | +40 pp | – |") for line in lines)

@@ -87,7 +87,7 @@ def _generator(seed: int, stream: int) -> torch.Generator:
 
 
 def load_vla_policy(path: Path | str, chunk_exec: int | None = None, device: str = "cpu") -> VLAPolicy:
-    """The policy saved in checkpoint directory ``path`` (the loader registered for ``simeval_vla``)."""
+    """The policy saved in checkpoint directory ``path`` (the entry point of ``simeval_vla`` in ``policies.loader``)."""
     checkpoint = load_checkpoint(path, device)
     render_size = checkpoint.extra.get("render_size")
     if render_size is not None and (not isinstance(render_size, int) or isinstance(render_size, bool)):
