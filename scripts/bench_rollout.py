@@ -73,7 +73,8 @@ def run_pool(policy_name: str, engine: str, workers: int, episodes: int, video: 
     policy = _policy(policy_name, main_threads=None if engine == "per-step-old-threads" else "default")
     with tempfile.TemporaryDirectory() as tmp:
         request = RunRequest(suite=suite(episodes), policy=policy_name, out=Path(tmp) / "run", workers=workers,
-                             video=video, per_step=engine.startswith("per-step"), progress=False)
+                             video=video, per_step=engine.startswith("per-step"), progress=False,
+                             slots_per_worker=int(os.environ.get("BENCH_SLOTS", "2")))
         cpu0, start = _cpu(), time.perf_counter()
         run = run_episodes(request, policy, video=VideoPolicy(video, request.suite.to_dict()))
         wall, cpu1 = time.perf_counter() - start, _cpu()

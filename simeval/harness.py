@@ -42,6 +42,7 @@ class RunRequest:
     resume: bool = False
     force: bool = False
     episode: str | None = None
+    slots_per_worker: int = 2  # episodes a worker runs at once: bigger policy batches (measured: 1.1-1.15x)
     per_step: bool = False  # the engine before action chunks ran in the workers (benchmarks)
     progress: bool = True  # the tqdm bar on stderr
 
@@ -171,7 +172,8 @@ def pool_config(spec: "ObservationSpec", request: RunRequest, episodes: int, vid
         cameras = ("agentview",) if video_frames and not cameras else cameras
         return PoolConfig(workers=workers, image_size=request.suite.image_size, cameras=cameras,
                           privileged=spec.privileged, per_step=True)
-    return PoolConfig(workers=workers, image_size=spec.image_size or request.suite.image_size, cameras=spec.cameras,
+    return PoolConfig(workers=workers, slots_per_worker=request.slots_per_worker,
+                      image_size=spec.image_size or request.suite.image_size, cameras=spec.cameras,
                       privileged=spec.privileged)
 
 

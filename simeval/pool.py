@@ -21,6 +21,7 @@ import sys
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
 from multiprocessing import shared_memory
 from typing import Any, Iterator
 
@@ -226,7 +227,9 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 class EnvPool:
-    """``workers`` processes x ``slots_per_worker`` slots, driven in rounds by the runner."""
+    """``workers`` processes x ``slots_per_worker`` slots. The runner ``submit``s a worker its
+    commands and ``collect``s replies as workers answer, so each worker steps while the policy acts
+    for the others."""
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
@@ -240,6 +243,8 @@ class EnvPool:
         self._conns: list[Any] = [None] * config.workers
         self._answered = [False] * config.workers
         self.restarts, self._failed_starts = 0, 0
+        self.in_flight: set[int] = set()  # workers that have commands and have not answered yet
+        self._dead: list[int] = []  # workers found dead while sending
         for w in range(config.workers):
             self._start(w)
 
@@ -259,21 +264,29 @@ class EnvPool:
         child.close()
         self._procs[worker], self._conns[worker], self._answered[worker] = proc, parent, False
 
-    def run(self, commands: list[tuple[int, Reset | Chunk]]) -> tuple[list[Reply], list[int]]:
-        """Send one round of commands (all workers at once); the replies, and the workers that died
-        (replaced already: the caller re-runs their slots' episodes)."""
-        by_worker: dict[int, list] = {}
-        for command in commands:
-            by_worker.setdefault(self.worker_of(command[0]), []).append(command)
-        dead = []
-        for worker, batch in by_worker.items():
-            try:
-                self._conns[worker].send(batch)
-            except (BrokenPipeError, OSError):
-                dead.append(worker)
+    def submit(self, worker: int, commands: list[tuple[int, Reset | Chunk]]) -> None:
+        """Send ``worker`` its commands (slots it owns); it works on them while others are driven."""
+        assert worker not in self.in_flight, "one batch of commands per worker at a time"
+        try:
+            self._conns[worker].send(commands)
+        except (BrokenPipeError, OSError):
+            self._dead.append(worker)
+        self.in_flight.add(worker)
+
+    def collect(self) -> tuple[list[Reply], list[int]]:
+        """Wait until at least one worker in flight answers; the replies of every worker that has
+        answered, and the workers that died (replaced already: the caller re-runs their episodes)."""
+        ready = [w for w in self.in_flight if w in self._dead]
+        if not ready:
+            conns = {self._conns[w]: w for w in self.in_flight}
+            ready = [conns[c] for c in mp_connection.wait(list(conns))]
         replies: list[Reply] = []
-        for worker in by_worker:
-            if worker in dead:
+        dead = []
+        for worker in sorted(ready):
+            self.in_flight.discard(worker)
+            if worker in self._dead:
+                self._dead.remove(worker)
+                dead.append(worker)
                 continue
             try:
                 replies.extend(self._conns[worker].recv())
@@ -282,6 +295,20 @@ class EnvPool:
                 dead.append(worker)
         for worker in dead:
             self._replace(worker)
+        return replies, dead
+
+    def run(self, commands: list[tuple[int, Reset | Chunk]]) -> tuple[list[Reply], list[int]]:
+        """One synchronous round: ``commands`` for all workers at once, and every reply."""
+        by_worker: dict[int, list] = {}
+        for command in commands:
+            by_worker.setdefault(self.worker_of(command[0]), []).append(command)
+        for worker, batch in by_worker.items():
+            self.submit(worker, batch)
+        replies, dead = [], []
+        while self.in_flight:
+            more, died = self.collect()
+            replies += more
+            dead += died
         return replies, dead
 
     def _replace(self, worker: int) -> None:

@@ -1,11 +1,12 @@
 """The rollout loop: episodes from a queue, an env pool, one batched policy call per decision.
 
 Slots take the next pending episode as soon as theirs ends (auto-reset), so no worker idles while
-episodes remain. Each round: ask the policy for every slot that has an observation to act on (one
-call for the whole batch), then in one message per worker send each such slot its whole action
-chunk, which the worker runs open-loop, and reset the free slots onto the next pending episodes.
-The runner is synchronous in rounds, and an episode's outcome depends only on its spec and the
-policy, so any number of workers gives the same per-episode results.
+episodes remain. Workers are driven independently: whenever some answer, the policy acts in one
+batched call for all their slots that have an observation, each such slot is sent its whole action
+chunk (which the worker runs open-loop), and their free slots reset onto the next pending episodes;
+meanwhile the other workers keep stepping. An episode's outcome depends only on its spec and the
+policy, never on which episodes share a batch, so any number of workers gives the same per-episode
+results.
 
 Everything else a run does is an :class:`Observer`: the records log, the progress bar, the video
 recorder, ``simeval collect``'s demonstration recorder, a test's kill hook.
@@ -99,7 +100,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
             observer.finished(slot, episode, record)
         records.append(record.to_dict())
 
-    def absorb(reply: Reply, reset: bool) -> None:
+    def absorb(reply: Reply) -> None:
         nonlocal env_steps
         episode = active.get(reply.slot)
         if episode is None:
@@ -110,8 +111,8 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
         episode.last, episode.ready = reply, True
         if episode.frames is not None:
             episode.frames.extend(reply.frames)
-        if reset:
-            episode.info = reply.info or {}
+        if reply.info is not None:  # a reset's reply
+            episode.info = reply.info
             spec = episode.spec
             policy.reset([reply.slot], [EpisodeStart(spec.id, spec.task, spec.robot, spec.seed)])
             return
@@ -138,32 +139,39 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
 
     try:
         with policy_threads(pool_config.workers), EnvPool(pool_config) as pool:
-            rounds = 0
+            batches, idle = 0, list(range(pool_config.workers))
             while pending or active:
-                # one round: slots without an episode reset onto the next one while the others run a chunk
+                # the workers that answered get their next commands: their slots' chunks from one policy
+                # call, and resets of their free slots onto the next pending episodes
+                slots = [s for w in idle for s in pool.slots_of(w)]
                 commands: list[tuple[int, Reset | Chunk]] = []
-                for slot, chunk in _act(policy, pool, active, finish, observers):
+                for slot, chunk in _act(policy, pool, active, slots, finish, observers):
                     episode = active[slot]
-                    if pool_config.per_step:  # one step per round, as before chunks ran in the workers
+                    if pool_config.per_step:  # one step per command, as before chunks ran in the workers
                         episode.queue, chunk = chunk[1:], chunk[:1]
+                    episode.ready = False
                     commands.append((slot, Chunk(chunk)))
-                for slot in range(pool.n_slots):
+                for slot in slots:
                     if slot not in active and pending:
                         episode = active[slot] = Active(pending.popleft(), started=time.perf_counter())
                         for observer in observers:
                             observer.started(slot, episode)
                         commands.append((slot, Reset(episode.spec, frames=episode.frames is not None)))
-                for observer in observers:
-                    observer.round(pool, rounds)
-                rounds += 1
-                if commands:
-                    for ready in active.values():
-                        ready.ready = False
-                    replies, dead = pool.run(commands)
-                    resets = {slot for slot, command in commands if isinstance(command, Reset)}
-                    for reply in sorted(replies, key=lambda r: r.slot not in resets):  # resets first
-                        absorb(reply, reply.slot in resets)
-                    bury(dead)
+                for worker in idle:
+                    mine = [c for c in commands if pool.worker_of(c[0]) == worker]
+                    if mine:
+                        for observer in observers:
+                            observer.round(pool, batches)
+                        batches += 1
+                        pool.submit(worker, mine)
+                if not pool.in_flight:
+                    idle = list(range(pool_config.workers))
+                    continue
+                replies, dead = pool.collect()
+                for reply in replies:
+                    absorb(reply)
+                bury(dead)
+                idle = sorted({pool.worker_of(r.slot) for r in replies} | set(dead))
             restarts = pool.restarts
     finally:
         for observer in observers:
@@ -171,15 +179,19 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
     return RunOutcome(records, time.perf_counter() - start, env_steps, restarts)
 
 
-def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], finish, observers: Sequence[Observer]) \
-        -> list[tuple[int, np.ndarray]]:
-    """The chunk to run for every slot with an observation: the rest of a queued chunk, or one
-    batched policy call for the slots whose chunk ran out."""
-    out = []
-    for slot, episode in active.items():
-        if episode.ready and episode.queue is not None and len(episode.queue):
+def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], slots: list[int], finish,
+         observers: Sequence[Observer]) -> list[tuple[int, np.ndarray]]:
+    """The chunk to run for each of ``slots`` that has an observation: the rest of a queued chunk, or
+    one batched policy call for the slots whose chunk ran out."""
+    out, need = [], []
+    for slot in slots:
+        episode = active.get(slot)
+        if episode is None or not episode.ready:
+            continue
+        if episode.queue is not None and len(episode.queue):
             out.append((slot, episode.queue))
-    need = [s for s, e in active.items() if e.ready and (e.queue is None or not len(e.queue))]
+        else:
+            need.append(slot)
     if not need:
         return out
     replies = [active[s].last for s in need]
