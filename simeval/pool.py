@@ -192,15 +192,14 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
             commands = conn.recv()
             if commands is None:
                 break
-            out = []
-            for slot, command in commands:
-                try:
-                    out.append(reset(slot, command) if isinstance(command, Reset) else chunk(slot, command))
+            for slot, command in commands:  # each reply goes at once: the policy acts on it while this
+                try:                          # worker runs its next slot
+                    reply = reset(slot, command) if isinstance(command, Reset) else chunk(slot, command)
                 except Exception as err:  # one episode's failure, not the worker's
-                    out.append(Reply(slot, error=f"{type(err).__name__}: {err}".splitlines()[0]))
+                    reply = Reply(slot, error=f"{type(err).__name__}: {err}".splitlines()[0])
                     if not isinstance(err, ValueError):
                         traceback.print_exc()
-            conn.send(out)
+                conn.send(reply)
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
@@ -227,9 +226,9 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 class EnvPool:
-    """``workers`` processes x ``slots_per_worker`` slots. The runner ``submit``s a worker its
-    commands and ``collect``s replies as workers answer, so each worker steps while the policy acts
-    for the others."""
+    """``workers`` processes x ``slots_per_worker`` slots. The runner ``submit``s commands and
+    ``collect``s replies as they come, one per slot, so a worker runs one slot's chunk while the
+    policy acts on another's observation."""
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
@@ -243,8 +242,8 @@ class EnvPool:
         self._conns: list[Any] = [None] * config.workers
         self._answered = [False] * config.workers
         self.restarts, self._failed_starts = 0, 0
-        self.in_flight: set[int] = set()  # workers that have commands and have not answered yet
-        self._dead: list[int] = []  # workers found dead while sending
+        self.busy: set[int] = set()  # slots with a command not answered yet
+        self._dead: set[int] = set()  # workers found dead, to be replaced at the next collect
         for w in range(config.workers):
             self._start(w)
 
@@ -264,48 +263,48 @@ class EnvPool:
         child.close()
         self._procs[worker], self._conns[worker], self._answered[worker] = proc, parent, False
 
-    def submit(self, worker: int, commands: list[tuple[int, Reset | Chunk]]) -> None:
-        """Send ``worker`` its commands (slots it owns); it works on them while others are driven."""
-        assert worker not in self.in_flight, "one batch of commands per worker at a time"
-        try:
-            self._conns[worker].send(commands)
-        except (BrokenPipeError, OSError):
-            self._dead.append(worker)
-        self.in_flight.add(worker)
+    def submit(self, commands: list[tuple[int, Reset | Chunk]]) -> None:
+        """Send each worker its commands (one message per worker); it answers each as it is done."""
+        by_worker: dict[int, list] = {}
+        for command in commands:
+            assert command[0] not in self.busy, f"slot {command[0]} already has a command"
+            by_worker.setdefault(self.worker_of(command[0]), []).append(command)
+        for worker, batch in by_worker.items():
+            self.busy.update(slot for slot, _ in batch)
+            try:
+                self._conns[worker].send(batch)
+            except (BrokenPipeError, OSError):
+                self._dead.add(worker)
 
     def collect(self) -> tuple[list[Reply], list[int]]:
-        """Wait until at least one worker in flight answers; the replies of every worker that has
-        answered, and the workers that died (replaced already: the caller re-runs their episodes)."""
-        ready = [w for w in self.in_flight if w in self._dead]
-        if not ready:
-            conns = {self._conns[w]: w for w in self.in_flight}
-            ready = [conns[c] for c in mp_connection.wait(list(conns))]
+        """Wait until some slot's command is answered; every reply that has arrived, and the workers
+        that died (replaced already: the caller re-runs their episodes)."""
+        waiting = {self._conns[w]: w for w in range(self.config.workers)
+                   if any(s in self.busy for s in self.slots_of(w)) and w not in self._dead}
+        if waiting and not self._dead:
+            mp_connection.wait(list(waiting))
         replies: list[Reply] = []
-        dead = []
-        for worker in sorted(ready):
-            self.in_flight.discard(worker)
-            if worker in self._dead:
-                self._dead.remove(worker)
-                dead.append(worker)
-                continue
+        for conn, worker in waiting.items():
             try:
-                replies.extend(self._conns[worker].recv())
-                self._answered[worker] = True
+                while conn.poll():
+                    reply = conn.recv()
+                    self.busy.discard(reply.slot)
+                    replies.append(reply)
+                    self._answered[worker] = True
             except (EOFError, ConnectionResetError, OSError):
-                dead.append(worker)
+                self._dead.add(worker)
+        dead = sorted(self._dead)
+        self._dead.clear()
         for worker in dead:
+            self.busy.difference_update(self.slots_of(worker))
             self._replace(worker)
         return replies, dead
 
     def run(self, commands: list[tuple[int, Reset | Chunk]]) -> tuple[list[Reply], list[int]]:
-        """One synchronous round: ``commands`` for all workers at once, and every reply."""
-        by_worker: dict[int, list] = {}
-        for command in commands:
-            by_worker.setdefault(self.worker_of(command[0]), []).append(command)
-        for worker, batch in by_worker.items():
-            self.submit(worker, batch)
+        """Send ``commands`` and wait for all of them: every reply, and the workers that died."""
+        self.submit(commands)
         replies, dead = [], []
-        while self.in_flight:
+        while self.busy:
             more, died = self.collect()
             replies += more
             dead += died

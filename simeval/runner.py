@@ -1,10 +1,10 @@
 """The rollout loop: episodes from a queue, an env pool, one batched policy call per decision.
 
 Slots take the next pending episode as soon as theirs ends (auto-reset), so no worker idles while
-episodes remain. Workers are driven independently: whenever some answer, the policy acts in one
-batched call for all their slots that have an observation, each such slot is sent its whole action
-chunk (which the worker runs open-loop), and their free slots reset onto the next pending episodes;
-meanwhile the other workers keep stepping. An episode's outcome depends only on its spec and the
+episodes remain. Slots are driven independently: whenever some answer, the policy acts in one
+batched call for those that have an observation, each is sent its whole action chunk (which its
+worker runs open-loop), and the free ones reset onto the next pending episodes; meanwhile the
+workers keep stepping their other slots. An episode's outcome depends only on its spec and the
 policy, never on which episodes share a batch, so any number of workers gives the same per-episode
 results.
 
@@ -139,39 +139,35 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
 
     try:
         with policy_threads(pool_config.workers), EnvPool(pool_config) as pool:
-            batches, idle = 0, list(range(pool_config.workers))
+            batches = 0
             while pending or active:
-                # the workers that answered get their next commands: their slots' chunks from one policy
-                # call, and resets of their free slots onto the next pending episodes
-                slots = [s for w in idle for s in pool.slots_of(w)]
+                # the slots that are not busy get their next command: a chunk from one policy call for
+                # those with an observation, a reset onto the next pending episode for the free ones
+                idle = [s for s in range(pool.n_slots) if s not in pool.busy]
                 commands: list[tuple[int, Reset | Chunk]] = []
-                for slot, chunk in _act(policy, pool, active, slots, finish, observers):
+                for slot, chunk in _act(policy, pool, active, idle, finish, observers):
                     episode = active[slot]
                     if pool_config.per_step:  # one step per command, as before chunks ran in the workers
                         episode.queue, chunk = chunk[1:], chunk[:1]
                     episode.ready = False
                     commands.append((slot, Chunk(chunk)))
-                for slot in slots:
+                for slot in idle:
                     if slot not in active and pending:
                         episode = active[slot] = Active(pending.popleft(), started=time.perf_counter())
                         for observer in observers:
                             observer.started(slot, episode)
                         commands.append((slot, Reset(episode.spec, frames=episode.frames is not None)))
-                for worker in idle:
-                    mine = [c for c in commands if pool.worker_of(c[0]) == worker]
-                    if mine:
-                        for observer in observers:
-                            observer.round(pool, batches)
-                        batches += 1
-                        pool.submit(worker, mine)
-                if not pool.in_flight:
-                    idle = list(range(pool_config.workers))
+                if commands:
+                    for observer in observers:
+                        observer.round(pool, batches)
+                    batches += 1
+                    pool.submit(commands)
+                if not pool.busy:
                     continue
                 replies, dead = pool.collect()
                 for reply in replies:
                     absorb(reply)
                 bury(dead)
-                idle = sorted({pool.worker_of(r.slot) for r in replies} | set(dead))
             restarts = pool.restarts
     finally:
         for observer in observers:

@@ -200,3 +200,22 @@ def test_torch_threads_in_the_main_process_leave_the_workers_their_cores(monkeyp
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     assert pool.WORKER_THREADS["OMP_NUM_THREADS"] == "1" and pool.WORKER_THREADS["LP_NUM_THREADS"] == "1"
+
+
+def test_the_reference_acts_the_same_on_an_observation_whatever_shares_its_batch():
+    root = Path(__file__).resolve().parents[1] / "results" / "reference"
+    if not (root / "config.json").is_file():
+        pytest.skip("no shipped reference")
+    from policies.loader import load_policy
+
+    policy = load_policy(str(root))
+    rng = np.random.default_rng(0)
+    images = {cam: rng.integers(0, 255, (4, 128, 128, 3), dtype=np.uint8) for cam in ("agentview", "wrist")}
+    state = rng.normal(size=(4, 8)).astype(np.float32)
+
+    def act(rows: list[int]) -> np.ndarray:
+        return policy.act(Batch(slots=rows, state=state[rows], instruction=["put the cube on the plate"] * len(rows),
+                                agentview=images["agentview"][rows], wrist=images["wrist"][rows]))
+
+    alone = act([0])[0]
+    assert np.array_equal(alone, act([0, 1])[0]) and np.array_equal(alone, act([3, 2, 1, 0])[3])  # bit for bit

@@ -21,7 +21,13 @@ from policies.vla.model import VLA
 
 
 class VLAPolicy(Policy):
-    """Runs a :class:`VLA` under ``torch.no_grad`` on the harness's batches."""
+    """Runs a :class:`VLA` under ``torch.no_grad`` on the harness's batches.
+
+    Each observation is run as a batch of one: kernels pick their blocking by batch size, so the same
+    observation gives actions that differ in the sixth digit in a batch of 1, 2 or 4 (measured), and
+    over a long episode that can move its outcome by a step. Which episodes share a batch depends on
+    the number of workers and on timing, so batched inference would let those change outcomes. At this model's size on a CPU, a batch of one costs about what a batch does per
+    row on the one or two threads the main process has beside the env workers."""
 
     def __init__(self, model: VLA, chunk_exec: int | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, render_size: int | None = None) -> None:
@@ -49,7 +55,9 @@ class VLAPolicy(Policy):
             shape = (self.config.chunk, self.config.action_dim)
             noise = torch.stack([torch.randn(shape, generator=self._slot_generator(s)) for s in batch.slots])
         with torch.no_grad():
-            chunk = self.model.predict(inputs, noise=None if noise is None else noise.to(self.device))
+            noise = None if noise is None else noise.to(self.device)
+            chunk = torch.cat([self.model.predict(_row(inputs, i), noise=None if noise is None else noise[i:i + 1])
+                               for i in range(len(batch.slots))])  # one observation at a time: see above
         return chunk[:, : self.chunk_exec].cpu().numpy().astype(np.float32)
 
     def _slot_generator(self, slot: int) -> torch.Generator:
@@ -78,6 +86,11 @@ class VLAPolicy(Policy):
                                  f"got {image.dtype} {image.shape}")
             inputs[cam] = torch.from_numpy(np.ascontiguousarray(image))
         return inputs
+
+
+def _row(inputs: dict, i: int) -> dict:
+    """Observation ``i`` of a model batch dict, as a batch of one."""
+    return {k: v[i:i + 1] for k, v in inputs.items()}
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
