@@ -177,6 +177,18 @@ def pool_config(spec: "ObservationSpec", request: RunRequest, episodes: int, vid
                       privileged=spec.privileged)
 
 
+def start_order(specs: list[EpisodeSpec], video: "VideoPolicy | None") -> list[EpisodeSpec]:
+    """The order episodes start in: grouped by (task, robot), so that a slot switches envs rarely.
+    With example videos, each cell's preferred (task, robot) pair comes first (see
+    ``simeval.video.example_ranker``): the first episodes of a cell are then its best-ranked, and
+    once they have ended no later episode of the cell needs to render frames."""
+    def key(spec: EpisodeSpec) -> tuple:
+        rank = video.start_rank(spec) if video is not None else 0
+        return rank, spec.task, spec.robot, spec.variant, spec.index
+
+    return sorted(specs, key=key)
+
+
 def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Observer"] = (),
                  video: "VideoPolicy | None" = None) -> Rollout:
     """Select the episodes, prepare the run directory, build the pool and roll out what is missing,
@@ -192,7 +204,7 @@ def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Obs
             if record.get("video"):
                 video.seen(record)
     finished = {r["id"] for r in done}
-    todo = [s for s in specs if s.id not in finished]
+    todo = start_order([s for s in specs if s.id not in finished], video)
     frames = video is not None and video.records_frames
     config = pool_config(policy.observation_spec, request, len(todo), frames)
     chain = list(observers)

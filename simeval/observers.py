@@ -28,6 +28,10 @@ class RecordLog(Observer):
         self._append(record.to_dict())
 
 
+# tqdm's default, with the rate always in episodes/s (tqdm would turn a slow one into s/ep)
+BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+
+
 class Progress(Observer):
     """A tqdm bar on stderr: episodes done of the suite, success so far, episodes/s and the ETA
     (from this session's recent rate; episodes finished by an earlier session count as done)."""
@@ -35,7 +39,7 @@ class Progress(Observer):
     def __init__(self, total: int, done: int = 0, successes: int = 0, disable: bool | None = None) -> None:
         self.successes, self.done = successes, done
         self.bar = tqdm(total=total, initial=done, unit="ep", desc="episodes", file=sys.stderr, smoothing=0.05,
-                        mininterval=0.5, dynamic_ncols=True, disable=disable)
+                        mininterval=0.5, dynamic_ncols=True, disable=disable, bar_format=BAR)
         self._postfix()
 
     def _postfix(self) -> None:

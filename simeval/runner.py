@@ -77,8 +77,9 @@ class RunOutcome:
 
 def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfig,
             observers: Sequence[Observer] = ()) -> RunOutcome:
-    """Run ``specs`` to the end; every finished episode goes to the observers as it ends."""
-    pending = deque(sorted(specs, key=lambda s: (s.task, s.robot, s.variant, s.index)))  # fewer env switches
+    """Run ``specs`` to the end, starting them in the order given (``simeval.harness.start_order``);
+    every finished episode goes to the observers as it ends."""
+    pending = deque(specs)
     active: dict[int, Active] = {}
     deaths: dict[str, int] = {}
     records: list[dict] = []
