@@ -72,7 +72,7 @@ def load_demos(folders: list[Path], image_size: int, robots: tuple[str, ...] | N
     return DemoSet(images={c: torch.cat(v) for c, v in images.items()}, state=torch.cat(states),
                    action=torch.cat(actions), instruction=instructions,
                    episode_of=np.repeat(np.arange(len(length)), length), start=start, length=length,
-                   robots=kept_robots, render_size=sizes.pop() if len(sizes) == 1 else None)
+                   robots=kept_robots, render_size=next(iter(sizes)) if len(sizes) == 1 else None)
 
 
 def sample_batch(demos: DemoSet, frames: np.ndarray, chunk: int) -> dict:

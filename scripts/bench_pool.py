@@ -120,7 +120,8 @@ def main() -> int:
     one, two, vec = rows["pool, 1 worker"], rows["pool, 2 workers"], rows["AsyncVectorEnv, 2 envs"]
     ratios = {"2 workers / 1 worker": two["steps_per_s"] / one["steps_per_s"],
               "pool (2) / AsyncVectorEnv (2)": two["steps_per_s"] / vec["steps_per_s"],
-              "pool (2 x 2 slots) / AsyncVectorEnv (2)": rows["pool, 2 workers x 2 slots"]["steps_per_s"] / vec["steps_per_s"],
+              "pool (2 x 2 slots) / AsyncVectorEnv (2)":
+                  rows["pool, 2 workers x 2 slots"]["steps_per_s"] / vec["steps_per_s"],
               "pool (1) / limit": one["steps_per_s"] / limit}
     print()
     for name, value in ratios.items():

@@ -29,9 +29,11 @@ def example_ranker(suite: dict) -> Callable[[dict], tuple[int, int]]:
     """How much a (dimension, level) cell prefers an episode as its example: lower is better.
 
     Cell k of the suite prefers the k-th (task, robot) pair, then the next ones in turn, so that the
-    examples of different cells show different tasks and robots; the episode index breaks ties. The
-    harness starts each cell's preferred pair first and in index order (``simeval.harness.start_order``),
-    so the first episodes of a cell are its best-ranked and few later ones need frames. A pure function of the suite and the record: the same examples whatever order episodes finish
+    examples of different cells show different tasks and robots; the episode index breaks ties. Pairs
+    are taken in the order the harness starts them (``simeval.harness.start_order``: by task and
+    robot, then index), so a cell's later pairs rank worse than the earlier ones except its preferred
+    one, and only the cell's first pair and its preferred pair render frames until they have shown
+    both outcomes. A pure function of the suite and the record: the same examples whatever order episodes finish
     in. The suite's lookups are built once here, not per record."""
     from simeval.records import variant_cell
 
@@ -88,12 +90,6 @@ class VideoPolicy:
         """Note an example that already exists (from a resumed run)."""
         key, rank = (self.cell_of(record), bool(record.get("success"))), self.rank(record)
         self._best[key] = min(rank, self._best.get(key, rank))
-
-    def start_rank(self, spec) -> int:
-        """How early an episode should start so that the best-ranked examples come first (0: first)."""
-        if self.mode != "examples":
-            return 0
-        return self.rank({"task": spec.task, "robot": spec.robot, "perturbation": spec.variant})[0]
 
     def records(self, episode: dict) -> bool:
         """Whether an episode about to start (id, task, robot, perturbation) records its frames."""

@@ -26,8 +26,9 @@ class VLAPolicy(Policy):
     Each observation is run as a batch of one: kernels pick their blocking by batch size, so the same
     observation gives actions that differ in the sixth digit in a batch of 1, 2 or 4 (measured), and
     over a long episode that can move its outcome by a step. Which episodes share a batch depends on
-    the number of workers and on timing, so batched inference would let those change outcomes. At this model's size on a CPU, a batch of one costs about what a batch does per
-    row on the one or two threads the main process has beside the env workers."""
+    the number of workers and on timing, so batched inference would let those change outcomes. The
+    engine's batches are small anyway (slots answer one at a time), and at this model's size a batch
+    of one costs about 6 ms on one thread."""
 
     def __init__(self, model: VLA, chunk_exec: int | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, render_size: int | None = None) -> None:
