@@ -37,9 +37,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 TASKS, ROBOT = ("PutCubeOnPlate", "PickUpBlueCube"), "Panda"
 VARIANTS = ("nominal", "camera:2", "light:3", "noise:3", "layout:2")
 REFERENCE = str(ROOT / "results" / "reference")
+TODAY = "reference, today's default (per-step, 2 workers, old threads)"
 # name: (policy, engine, workers)
 CASES = {
-    "reference, today's default (per-step, 2 workers, old threads)": ("reference", "per-step-old-threads", 2),
+    TODAY: ("reference", "per-step-old-threads", 2),
     "reference, per-step, 1 worker": ("reference", "per-step", 1),
     "reference, per-step, 2 workers": ("reference", "per-step", 2),
     "reference, chunks, 1 worker": ("reference", "chunks", 1),
@@ -68,9 +69,13 @@ def run_pool(policy_name: str, engine: str, workers: int, episodes: int, video: 
     from simeval.harness import RunRequest, run_episodes
     from simeval.video import VideoPolicy
 
-    if engine == "per-step-old-threads":  # the workers' thread setting before this engine
-        simeval.pool.WORKER_THREADS = {"LP_NUM_THREADS": "1"}
-    policy = _policy(policy_name, main_threads=None if engine == "per-step-old-threads" else "default")
+    policy = _policy(policy_name)
+    if engine == "per-step-old-threads":  # the thread setting before this engine
+        import torch
+
+        default = torch.get_num_threads()
+        simeval.pool.WORKER_THREADS = {"LP_NUM_THREADS": "1"}  # BLAS threads unlimited in the workers
+        simeval.pool.main_threads = lambda workers: default  # torch's default threads in the main process
     with tempfile.TemporaryDirectory() as tmp:
         request = RunRequest(suite=suite(episodes), policy=policy_name, out=Path(tmp) / "run", workers=workers,
                              video=video, per_step=engine.startswith("per-step"), progress=False,
@@ -91,7 +96,7 @@ def run_async(policy_name: str, workers: int, episodes: int) -> dict:
     from envs.registration import env_id
     from policies.base import Batch, EpisodeStart
 
-    policy = _policy(policy_name, main_threads="default")
+    policy = _policy(policy_name)
     specs = suite(episodes).episode_specs()
     records, cpu0, start = [], _cpu(), time.perf_counter()
     for task in TASKS:
@@ -107,8 +112,9 @@ def run_async(policy_name: str, workers: int, episodes: int) -> dict:
             ended, steps, success, queue = [False] * n, [0] * n, [False] * n, []
             while not all(ended):
                 if not queue:
-                    chunk = policy.act(Batch(slots=list(range(n)), state=obs["state"], instruction=list(obs["instruction"]),
-                                             agentview=obs["agentview"], wrist=obs["wrist"]))
+                    chunk = policy.act(Batch(slots=list(range(n)), state=obs["state"],
+                                             instruction=list(obs["instruction"]), agentview=obs["agentview"],
+                                             wrist=obs["wrist"]))
                     chunk = np.asarray(chunk).reshape(n, -1, 7)
                     queue = [chunk[:, k] for k in range(chunk.shape[1])]
                 obs, _, terminated, truncated, _ = vec.step(np.clip(queue.pop(0), -1, 1).astype(np.float32))
@@ -123,11 +129,9 @@ def run_async(policy_name: str, workers: int, episodes: int) -> dict:
     return _row(records, wall, cpu0, cpu1)
 
 
-def _policy(name: str, main_threads: str | None):
+def _policy(name: str):
     from policies.loader import load_policy
 
-    if main_threads is None:  # torch's own default, as before the thread policy
-        return load_policy(REFERENCE if name == "reference" else name)
     return load_policy(REFERENCE if name == "reference" else name)
 
 
@@ -140,7 +144,7 @@ def _row(records: list[dict], wall: float, cpu0: tuple, cpu1: tuple) -> dict:
             "worker_cpu_ms_per_step": round(1000 * (cpu1[1] - cpu0[1]) / steps, 2),
             "cores_busy": round((cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]) / (wall * (os.cpu_count() or 1)), 3),
             "successes": sum(v[0] for v in outcomes.values()),
-            "outcomes_sha": hashlib.sha256(json.dumps(outcomes).encode()).hexdigest()[:12]}
+            "outcomes_sha": hashlib.sha256(json.dumps(outcomes).encode()).hexdigest()[:12], "outcomes": outcomes}
 
 
 def run_case(name: str, episodes: int, video: str) -> dict:
@@ -183,8 +187,7 @@ def main() -> int:
         return round(rows[a]["episodes_per_s"] / rows[b]["episodes_per_s"], 2)
 
     ratios = {
-        "reference: chunks (2) / today's default": ratio("reference, chunks, 2 workers",
-                                                         "reference, today's default (per-step, 2 workers, old threads)"),
+        "reference: chunks (2) / today's default": ratio("reference, chunks, 2 workers", TODAY),
         "reference: chunks (2) / per-step (2)": ratio("reference, chunks, 2 workers", "reference, per-step, 2 workers"),
         "reference: chunks, 2 workers / 1 worker": ratio("reference, chunks, 2 workers", "reference, chunks, 1 worker"),
         "reference: per-step, 2 workers / 1 worker": ratio("reference, per-step, 2 workers",
@@ -193,12 +196,15 @@ def main() -> int:
                                                             "reference, AsyncVectorEnv, 2 envs"),
         "scripted: chunks / per-step": ratio("scripted, chunks, 2 workers", "scripted, per-step, 2 workers"),
     }
-    same = {policy: len({rows[n]["outcomes_sha"] for n, c in CASES.items() if c[0] == policy}) == 1
-            for policy in ("reference", "scripted")}
+    same: dict = {policy: len({rows[n]["outcomes_sha"] for n, c in CASES.items()
+                               if c[0] == policy and c[1] != "async"}) == 1 for policy in ("reference", "scripted")}
+    ours = rows["reference, chunks, 2 workers"]["outcomes"]
+    theirs = rows["reference, AsyncVectorEnv, 2 envs"]["outcomes"]
+    same["AsyncVectorEnv: episodes that differ from simeval's"] = sorted(k for k in ours if ours[k] != theirs.get(k))
     print()
     for name, value in ratios.items():
         print(f"{name:<45} {value:.2f}x")
-    print(f"identical outcomes across the cases: {same}")
+    print(f"identical outcomes across simeval's cases: {same}")
     if args.json:
         args.json.write_text(json.dumps({"command": ["python", *sys.argv], "load_before": load, "rows": rows,
                                          "ratios": ratios, "identical_outcomes": same}, indent=1) + "\n")
