@@ -42,7 +42,7 @@ class RunRequest:
     resume: bool = False
     force: bool = False
     episode: str | None = None
-    slots_per_worker: int = 2  # episodes a worker runs at once: bigger policy batches (measured: 1.1-1.15x)
+    slots_per_worker: int = 2  # episodes a worker runs at once: it steps one while the policy acts on another
     per_step: bool = False  # the engine before action chunks ran in the workers (benchmarks)
     progress: bool = True  # the tqdm bar on stderr
 
@@ -162,8 +162,8 @@ class Rollout:
 
 def pool_config(spec: "ObservationSpec", request: RunRequest, episodes: int, video_frames: bool) -> "PoolConfig":
     """The pool for a policy: exactly the cameras it reads at its size (the suite's when it does not
-    say). ``per_step`` is the engine before chunks: both cameras at the suite's size after every step,
-    plus the agentview for videos."""
+    say). ``per_step`` is the engine before chunks: one slot per worker, both cameras at the suite's
+    size after every step, plus the agentview for videos."""
     from simeval.pool import PoolConfig
 
     workers = max(1, min(request.workers, episodes or 1))

@@ -47,8 +47,8 @@ class Active:
 
 
 class Observer:
-    """Sees a rollout's episodes start and end, the policy's chunks, and every round; each hook is
-    optional. ``finished`` may fill fields of the record (``video``, ``demo``) before the records log,
+    """Sees a rollout's episodes start and end, the policy's chunks, and every batch of commands;
+    each hook is optional. ``finished`` may fill fields of the record (``video``, ``demo``) before the records log,
     the last observer, writes it."""
 
     def started(self, slot: int, episode: Active) -> None:
@@ -61,7 +61,7 @@ class Observer:
         """An episode ended (or failed): its record, before it is written."""
 
     def round(self, pool: EnvPool, index: int) -> None:
-        """A round of commands is about to be sent."""
+        """A batch of commands is about to be sent; ``index`` counts the batches from 0."""
 
     def close(self) -> None:
         """The rollout is over (or interrupted)."""
