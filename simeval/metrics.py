@@ -38,7 +38,8 @@ results.json, schema "simeval.results/1" (keys in this order):
                  S = {"rho": float | null, "p_value": float | null, "n": int}: Spearman's rank
                  correlation between level (1-5; a composed dimension's is its highest) and
                  success (1/0, errors count as failures) over the dimension's n episodes, with
-                 its two-sided p-value (scipy.stats.spearmanr); both null when it is undefined
+                 its two-sided p-value (scipy.stats.spearmanr; rho to 6 decimals, p to 4 significant
+                 digits); both null when it is undefined
                  (fewer than 2 distinct levels, or success constant); negative rho: success
                  falls as the level rises
   by_level       {"nominal" | "dimension:level": Cell}, e.g. "camera:3", "camera+light:2";
@@ -135,7 +136,8 @@ def spearman(records: Sequence[dict]) -> dict[str, Any]:
         from scipy.stats import spearmanr  # imported only when there is a correlation to compute
 
         result = spearmanr(levels, wins)
-        rho, p_value = (None if math.isnan(v) else round(float(v), 6) for v in (result.statistic, result.pvalue))
+        rho = None if math.isnan(result.statistic) else round(float(result.statistic), 6)
+        p_value = None if math.isnan(result.pvalue) else float(f"{result.pvalue:.4g}")  # tiny p-values stay > 0
     return {"rho": rho, "p_value": p_value, "n": len(records)}
 
 
