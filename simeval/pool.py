@@ -300,16 +300,6 @@ class EnvPool:
             self._replace(worker)
         return replies, dead
 
-    def run(self, commands: list[tuple[int, Reset | Chunk]]) -> tuple[list[Reply], list[int]]:
-        """Send ``commands`` and wait for all of them: every reply, and the workers that died."""
-        self.submit(commands)
-        replies, dead = [], []
-        while self.busy:
-            more, died = self.collect()
-            replies += more
-            dead += died
-        return replies, dead
-
     def _replace(self, worker: int) -> None:
         if not self._answered[worker]:
             self._failed_starts += 1
