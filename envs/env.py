@@ -182,10 +182,6 @@ class TabletopEnv(gym.Env):
         """The observation after the last step, with images of ``cameras`` only (default: the env's)."""
         return self._observation(self.cameras if cameras is None else cameras)
 
-    def info(self) -> dict[str, Any]:
-        """``step``'s info dict for the current state (success, stage, first_moved ...)."""
-        return self._info()
-
     def render(self):
         if self.render_mode != "rgb_array":
             return None

@@ -33,8 +33,8 @@ def example_ranker(suite: dict) -> Callable[[dict], tuple[int, int]]:
     are taken in the order the harness starts them (``simeval.harness.start_order``: by task and
     robot, then index), so a cell's later pairs rank worse than the earlier ones except its preferred
     one, and only the cell's first pair and its preferred pair render frames until they have shown
-    both outcomes. A pure function of the suite and the record: the same examples whatever order episodes finish
-    in. The suite's lookups are built once here, not per record."""
+    both outcomes. A pure function of the suite and the record: the same examples whatever order
+    episodes finish in. The suite's lookups are built once here, not per record."""
     from simeval.records import variant_cell
 
     pairs = {pair: i for i, pair in enumerate(sorted((t, r) for t in suite.get("tasks", [])
