@@ -168,7 +168,7 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
         env = env_for(slot, command.spec)
         run = running[slot] = _Running(env, command.spec, command.frames)
         _, info = env.reset(seed=command.spec.seed, options={"perturbation": command.spec.variant})
-        frames = [env.frame("agentview").copy()] if run.frames else []
+        frames = [env.frame("agentview")] if run.frames else []  # each render is a new array: no copy
         return observe(slot, run, True, info={"perturbation": info["perturbation"], "layout": info["layout"]},
                        frames=frames)
 
@@ -179,7 +179,7 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
             success, _ = run.env.advance(action)
             steps, run.steps = steps + 1, run.steps + 1
             if run.frames:
-                frames.append(run.env.frame("agentview").copy())
+                frames.append(run.env.frame("agentview"))
             if success or run.steps >= run.spec.max_steps:
                 break
         truncated = not success and run.steps >= run.spec.max_steps

@@ -124,9 +124,12 @@ class VideoRecorder(Observer):
             episode.frames = []
 
     def finished(self, slot: int, episode: Active, record: EpisodeRecord) -> None:
-        if self.writer is None or not episode.frames or not self.policy.wants(record.to_dict()):
+        if self.writer is None or not episode.frames:
             return
-        cell = self.policy.cell_of(record.to_dict())
+        as_dict = record.to_dict()
+        if not self.policy.wants(as_dict):
+            return
+        cell = self.policy.cell_of(as_dict)
         name = f"{cell.replace(':', '_').replace('+', '-')}_{record.task}_{record.robot}_" \
                f"{episode.spec.index:04d}_{'success' if record.success else 'failure'}.mp4"
         record.video = f"videos/{name}"

@@ -22,13 +22,7 @@ TINY = dict(image_size=32, stem_channels=(8, 16), feature_grid=4, d_model=32, n_
 INSTRUCTIONS = ("put the red cube in the bowl", "pick up the blue cube")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two beside a busy training job."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
