@@ -3,7 +3,9 @@
 In the manner of LeRobot's ``reset`` / ``select_action`` / ``predict_action_chunk``: the harness
 calls ``reset`` for the batch slots that start a new episode and ``act`` with a batch of
 observations, and gets back one 7-D action per slot (B, 7) or a chunk of actions per slot
-(B, H, 7) that the env workers execute open-loop for H steps before asking that slot again.
+(B, H, 7) that the env workers execute open-loop for H steps before asking that slot again. A
+policy that can fail one slot but not the others (a remote policy: one connection per slot) returns
+a list instead, one entry per slot: an action, a chunk, or a :class:`SlotError`.
 A policy's :class:`ObservationSpec` says what it reads; the env pool renders that and nothing else.
 """
 
@@ -65,14 +67,50 @@ class Batch:
         return len(self.slots)
 
 
+@dataclass(frozen=True)
+class SlotError:
+    """No action for one slot. ``reason`` is recorded in the episode's record. With ``retry`` the
+    episode is re-run from scratch instead (the policy could not be reached, which says nothing
+    about the policy), up to the runner's limit of attempts per episode."""
+
+    reason: str
+    retry: bool = False
+
+
 class Policy(ABC):
     """Maps batches of observations to batches of actions (or action chunks)."""
 
     observation_spec: ObservationSpec = ObservationSpec()  # what the env pool renders for this policy
+    chunk: int = 1  # actions per slot that ``act`` returns (H of its chunks), for whoever serves it
 
     def reset(self, slots: Sequence[int], starts: Sequence[EpisodeStart]) -> None:
         """Forget what the given slots did before; a new episode starts in each."""
 
     @abstractmethod
-    def act(self, batch: Batch) -> np.ndarray:
-        """Actions (B, 7) or chunks (B, H, 7) in [-1, 1] for the batch's slots."""
+    def act(self, batch: Batch) -> "np.ndarray | list[np.ndarray | SlotError]":
+        """Actions (B, 7) or chunks (B, H, 7) in [-1, 1] for the batch's slots (or a list, see above)."""
+
+
+def per_slot(actions, n: int) -> "list[np.ndarray | SlotError]":
+    """``Policy.act``'s answer for ``n`` slots as one (H, 7) chunk or :class:`SlotError` per slot; a
+    ``ValueError`` naming the shape when an array answer has the wrong one."""
+    expected = f"expected ({n}, 7) or ({n}, H, 7)"
+    if isinstance(actions, list):
+        if len(actions) != n:
+            raise ValueError(f"policy returned {len(actions)} answers for {n} slots")
+        return [a if isinstance(a, SlotError) else _row(a, expected) for a in actions]
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim == 2:
+        actions = actions[:, None, :]
+    if actions.ndim != 3 or actions.shape[0] != n or actions.shape[2] != 7 or actions.shape[1] < 1:
+        raise ValueError(f"policy returned shape {tuple(actions.shape)}; {expected}")
+    return list(actions)
+
+
+def _row(action, expected: str) -> "np.ndarray | SlotError":
+    """One slot's action (7,) or chunk (H, 7) as a chunk; a wrong shape fails that slot alone."""
+    chunk = np.asarray(action, dtype=np.float64)
+    chunk = chunk[None] if chunk.ndim == 1 else chunk
+    if chunk.ndim != 2 or chunk.shape[1] != 7 or not len(chunk):
+        return SlotError(f"policy returned shape {tuple(np.shape(action))} for one slot; {expected}")
+    return chunk

@@ -1,10 +1,11 @@
-"""Policy specs, as given to ``simeval run --policy``: ``scripted``, ``random`` or a checkpoint dir."""
+"""Policy specs, as given to ``simeval run --policy``: ``scripted``, ``random``, a checkpoint dir, or
+the address of a policy server (``ws://HOST:PORT``, ``wss://...``) speaking openpi's protocol."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from policies.base import Policy
 from policies.integrity import read_json, short
@@ -25,8 +26,22 @@ def resolve_loader(policy_type: str) -> Callable[[Path], Policy]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_policy(spec: str) -> Policy:
-    """The policy named by ``spec``; a one-line ``ValueError`` naming the valid choices otherwise."""
+def is_remote(spec: str) -> bool:
+    return spec.startswith(("ws://", "wss://"))
+
+
+def load_policy(spec: str, remote: dict[str, Any] | None = None) -> Policy:
+    """The policy named by ``spec``; a one-line ``ValueError`` naming the valid choices otherwise.
+
+    ``remote`` holds a server's options (:class:`policies.remote.client.RemoteConfig` fields but the
+    address: ``io``, ``replan``, ``timeout``, ``api_key``); they apply to ``ws://`` specs only."""
+    if is_remote(spec):
+        from policies.remote.client import RemoteConfig, RemotePolicy
+
+        return RemotePolicy(RemoteConfig(url=spec, **(remote or {})))
+    if remote:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in remote)} apply to a policy server "
+                         f"(--policy ws://HOST:PORT), not to {short(spec)}")
     if spec == "scripted":
         from policies.scripted import ScriptedPolicy
 
@@ -41,7 +56,8 @@ def load_policy(spec: str) -> Policy:
     except (OSError, ValueError):  # a name too long, or with a NUL byte
         is_dir = False
     if not is_dir:
-        raise ValueError(f"unknown policy {short(spec)}: give {' or '.join(BUILTIN)}, or a checkpoint directory")
+        raise ValueError(f"unknown policy {short(spec)}: give {' or '.join(BUILTIN)}, a checkpoint directory, or "
+                         f"ws://HOST:PORT for a policy server")
     config = path / "config.json"
     if not config.exists():
         raise ValueError(f"policy directory {spec!r} has no config.json: not a checkpoint")

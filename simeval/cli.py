@@ -1,4 +1,5 @@
-"""The ``simeval`` command line: ``run``, ``check``, ``collect``, ``train``, ``finetune``, ``list``, ``render-tasks``, ``gallery``.
+"""The ``simeval`` command line: ``run``, ``serve``, ``check``, ``collect``, ``train``, ``finetune``, ``list``,
+``render-tasks``, ``gallery``.
 
 Bad input gets one line on stderr naming what is wrong and what is valid, and exit code 2.
 """
@@ -124,7 +125,8 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate a policy on a suite of (perturbed) episodes", epilog=PERTURBATION_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--policy", required=True, help="scripted, random, or a checkpoint directory")
+    run.add_argument("--policy", required=True, help="scripted, random, a checkpoint directory, or ws://HOST:PORT "
+                                                     "(a policy server speaking openpi's protocol)")
     run.add_argument("--suite", required=True, help="a built-in suite (simeval list suites) or a suite YAML file")
     run.add_argument("--robot", default="", help="only these robots (comma-separated)")
     run.add_argument("--tasks", default="", help="only these tasks (comma-separated)")
@@ -137,6 +139,23 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an earlier simeval run in --out (only the files "
                                                           "that run wrote are removed)")
     run.add_argument("--episode", default=None, help="re-run this one episode id alone")
+    remote = run.add_argument_group("policy servers (--policy ws://HOST:PORT or wss://...)")
+    remote.add_argument("--io", default=None, help="I/O profile: simeval (default) or libero (openpi's LIBERO "
+                                                   "example: 224 px images, 8-D state, prompt, delta-pose actions)")
+    remote.add_argument("--replan", type=int, default=None, help="steps of each returned chunk run before asking "
+                                                                 "again (default: the whole chunk)")
+    remote.add_argument("--timeout", type=float, default=None, help="seconds to wait for one reply (default 60)")
+    remote.add_argument("--api-key", default=None, help="sent as 'Authorization: Api-Key KEY'")
+
+    srv = sub.add_parser("serve", help="serve a policy over openpi's websocket protocol")
+    srv.add_argument("--policy", required=True, help="any policy simeval run accepts")
+    srv.add_argument("--io", default="simeval", help="I/O profile the requests are read in: simeval or libero")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    srv.add_argument("--api-key", default=None, help="refuse connections without 'Authorization: Api-Key KEY'")
+    srv.add_argument("--max-batch", type=int, default=8, help="requests run in one policy call at most (8)")
+    srv.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait for more requests (2 ms)")
+    srv.add_argument("--threads", type=int, default=None, help="torch threads for the policy (default: torch's)")
 
     collect = sub.add_parser("collect", help="record scripted demonstrations (with action noise) for training")
     collect.add_argument("--suite", required=True, help="a built-in suite or a suite YAML file")
@@ -394,18 +413,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = _suite_from_args(args)
     if args.video not in MODES:
         raise UsageError(f"unknown --video mode {args.video!r}; valid modes: {', '.join(MODES)}")
-    from policies.loader import load_policy
+    from policies.loader import is_remote, load_policy
 
-    policy = load_policy(args.policy)  # once, and before any directory is touched
+    given = {"io": args.io, "replan": args.replan, "timeout": args.timeout, "api_key": args.api_key}
+    remote = {k: v for k, v in given.items() if v is not None}
+    policy = load_policy(args.policy, remote)  # once, and before any directory is touched
     out = args.out or default_out(suite, args.policy, args.episode)
+    options = policy.config.described() if is_remote(args.policy) else None
     request = RunRequest(suite=suite, policy=args.policy, out=out, workers=args.workers, video=args.video,
-                         resume=args.resume, force=args.force, episode=args.episode)
-    results = execute(request, policy)
+                         resume=args.resume, force=args.force, episode=args.episode, policy_options=options)
+    try:
+        results = execute(request, policy)
+    finally:
+        if hasattr(policy, "close"):
+            policy.close()
     overall = results["overall"]
     low, high = overall["ci95"]
     rate = overall["rate"] if overall["rate"] is not None else 0.0
     print(f"{suite.name} / {args.policy}: {overall['successes']}/{overall['n']} succeeded ({rate:.1%}, 95% CI "
           f"{low:.1%}-{high:.1%}); wrote {out}/results.json, summary.md, report.html")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from policies.loader import load_policy
+    from simeval.serve import ServeConfig, serve_forever
+
+    config = ServeConfig(io=args.io, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
+                         batch_wait_ms=args.batch_wait_ms)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: at least 1")
+    policy = load_policy(args.policy)
+    if args.threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(args.threads)
+    serve_forever(policy, config, args.policy)
     return 0
 
 
@@ -458,7 +499,7 @@ def _read_json(path: Path, flag: str) -> dict:
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
             "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train,
-            "finetune": _cmd_finetune}
+            "finetune": _cmd_finetune, "serve": _cmd_serve}
 
 
 def one_line(err: BaseException) -> str:

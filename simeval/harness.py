@@ -45,6 +45,7 @@ class RunRequest:
     slots_per_worker: int = 2  # episodes a worker runs at once: it steps one while the policy acts on another
     per_step: bool = False  # the engine before action chunks ran in the workers (benchmarks)
     progress: bool = True  # the tqdm bar on stderr
+    policy_options: dict | None = None  # what else identifies the policy (a server's I/O profile, replan)
 
 
 def versions() -> dict[str, str]:
@@ -58,7 +59,7 @@ def versions() -> dict[str, str]:
 
 
 def default_out(suite: Suite, policy: str, episode: str | None) -> Path:
-    name = Path(policy.rstrip("/")).name or "policy"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(policy.rstrip("/")).name) or "policy"  # ws://h:8000 -> h_8000
     stem = f"{suite.name}-{name}" + (f"-{re.sub(r'[^A-Za-z0-9_.-]+', '_', episode)}" if episode else "")
     return Path("runs") / stem
 
@@ -80,6 +81,8 @@ def prepare_dir(request: RunRequest, specs: list[EpisodeSpec]) -> list[dict]:
     Only a directory that is new, empty or simeval's own run (its marker, see ``simeval.rundir``)
     is used; ``--force`` clears only such a run, and only the files it wrote."""
     meta = {"suite": request.suite.to_dict(), "policy": request.policy, "episode": request.episode}
+    if request.policy_options:
+        meta["policy_options"] = request.policy_options
     out = request.out
     check_out_path(out)
     cleared = request.force and out.exists()

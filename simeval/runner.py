@@ -23,12 +23,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from envs.tasks.library import get_task
-from policies.base import Batch, EpisodeStart, Policy
+from policies.base import Batch, EpisodeStart, Policy, SlotError, per_slot
 from simeval.pool import Chunk, EnvPool, PoolConfig, Reply, Reset, policy_threads
 from simeval.records import EpisodeRecord, variant_cell
 from simeval.suites import EpisodeSpec
 
-MAX_WORKER_DEATHS = 2  # per episode: after that it is recorded as failed, with the reason
+MAX_LOSSES = 3  # per episode (worker deaths, lost policy connections): then it is recorded as failed
 
 
 @dataclass
@@ -81,7 +81,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
     every finished episode goes to the observers as it ends."""
     pending = deque(specs)
     active: dict[int, Active] = {}
-    deaths: dict[str, int] = {}
+    losses: dict[str, int] = {}  # episode id -> times it was lost (see lose)
     records: list[dict] = []
     start, env_steps = time.perf_counter(), 0
 
@@ -122,21 +122,24 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
         if reply.ended:
             finish(reply.slot, reply.success)
 
+    def lose(slot: int, reason: str) -> None:
+        """The episode in ``slot`` cannot go on through no fault of the policy (its worker died, the
+        policy server could not be reached): re-run from scratch, or failed after MAX_LOSSES."""
+        spec = active[slot].spec
+        losses[spec.id] = losses.get(spec.id, 0) + 1
+        if losses[spec.id] >= MAX_LOSSES:
+            finish(slot, False, f"{reason} {losses[spec.id]} times running this episode")
+        else:
+            del active[slot]
+            pending.appendleft(spec)  # from scratch, never counted twice
+
     def bury(dead: list[int]) -> None:
         for worker in dead:
-            lost = [active[s].spec.id for s in pool.slots_of(worker) if s in active]
+            lost = [s for s in pool.slots_of(worker) if s in active]
             sys.stderr.write(f"\nsimeval: warning: env worker {worker} died and was replaced ({pool.restarts} "
                              f"replaced so far); {len(lost)} unfinished episode(s) re-run from scratch\n")
-            for slot in pool.slots_of(worker):
-                if slot not in active:
-                    continue
-                spec = active[slot].spec
-                deaths[spec.id] = deaths.get(spec.id, 0) + 1
-                if deaths[spec.id] >= MAX_WORKER_DEATHS:
-                    finish(slot, False, f"worker process died {deaths[spec.id]} times running this episode")
-                else:
-                    del active[slot]
-                    pending.appendleft(spec)  # from scratch, never counted twice
+            for slot in lost:
+                lose(slot, "worker process died")
 
     try:
         with policy_threads(pool_config.workers), EnvPool(pool_config) as pool:
@@ -146,7 +149,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
                 # those with an observation, a reset onto the next pending episode for the free ones
                 idle = [s for s in range(pool.n_slots) if s not in pool.busy]
                 commands: list[tuple[int, Reset | Chunk]] = []
-                for slot, chunk in _act(policy, pool, active, idle, finish, observers):
+                for slot, chunk in _act(policy, pool, active, idle, finish, lose, observers):
                     episode = active[slot]
                     if pool_config.per_step:  # one step per command, as before chunks ran in the workers
                         episode.queue, chunk = chunk[1:], chunk[:1]
@@ -176,7 +179,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
     return RunOutcome(records, time.perf_counter() - start, env_steps, restarts)
 
 
-def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], slots: list[int], finish,
+def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], slots: list[int], finish, lose,
          observers: Sequence[Observer]) -> list[tuple[int, np.ndarray]]:
     """The chunk to run for each of ``slots`` that has an observation: the rest of a queued chunk, or
     one batched policy call for the slots whose chunk ran out."""
@@ -199,19 +202,24 @@ def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], slots: list[i
     if policy.observation_spec.privileged:
         batch.privileged = [r.privileged for r in replies]
     try:
-        actions = np.asarray(policy.act(batch), dtype=np.float64)
+        answer = policy.act(batch)
     except Exception as err:
         for slot in need:
             finish(slot, False, f"policy raised {type(err).__name__}: {err}".splitlines()[0])
         return out
-    if actions.ndim == 2:
-        actions = actions[:, None, :]
-    if actions.ndim != 3 or actions.shape[0] != len(need) or actions.shape[2] != 7 or actions.shape[1] < 1:
+    try:
+        rows = per_slot(answer, len(need))
+    except ValueError as err:
         for slot in need:
-            finish(slot, False, f"policy returned shape {tuple(actions.shape)}; expected ({len(need)}, 7) or "
-                                f"({len(need)}, H, 7)")
+            finish(slot, False, str(err))
         return out
-    for slot, chunk in zip(need, actions):
+    for slot, chunk in zip(need, rows):
+        if isinstance(chunk, SlotError) and chunk.retry:
+            lose(slot, chunk.reason)
+            continue
+        if isinstance(chunk, SlotError):
+            finish(slot, False, chunk.reason)
+            continue
         if not np.all(np.isfinite(chunk)):
             finish(slot, False, "policy returned a non-finite action")
             continue

@@ -38,6 +38,7 @@ class VLAPolicy(Policy):
         self.chunk_exec = self.config.chunk // 2 if chunk_exec is None else chunk_exec
         if not isinstance(self.chunk_exec, int) or not 1 <= self.chunk_exec <= self.config.chunk:
             raise ValueError(f"chunk_exec={chunk_exec!r} must be an integer in [1, chunk={self.config.chunk}]")
+        self.chunk = self.chunk_exec
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.seed = seed

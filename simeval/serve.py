@@ -1,0 +1,239 @@
+"""``simeval serve``: any simeval policy behind openpi's websocket protocol.
+
+The server sends its metadata when a connection opens (the policy's observation spec, its chunk
+length, the I/O profile); after that each frame from the client is one observation in the chosen
+profile (:mod:`policies.remote.profiles`) and each reply ``{"actions": (H, 7), "server_timing",
+"policy_timing"}``. ``GET /healthz`` answers 200. With an API key, a handshake without
+``Authorization: Api-Key KEY`` is refused with HTTP 401. On a bad request or a policy failure the
+connection gets the error as a text frame and is closed with code 1011, as openpi's server does.
+
+Each connection is a slot of the policy. Requests that arrive together on several connections are
+run as one policy call (up to ``max_batch``, waiting at most ``batch_wait_ms`` for more, and not at
+all once every open connection has a request waiting), on one inference thread, so one server keeps
+a whole env pool busy. A request carrying an episode start (the ``simeval`` profile sends one on an
+episode's first request) resets its slot; a new connection without one starts with seed 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import itertools
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy, SlotError, per_slot
+from policies.remote.profiles import ProfileError, SlotObservation, get_profile
+from policies.remote.wire import WireError, pack, unpack
+
+DEFAULT_IMAGE_SIZE = 128  # for a policy that reads cameras at "the suite's size": the suites' default
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where and how to serve; validated so that a bad flag is one line, not a traceback."""
+
+    io: str = "simeval"
+    host: str = "127.0.0.1"  # loopback unless asked otherwise
+    port: int = 8000  # 0: any free port (the one chosen is printed)
+    api_key: str | None = None
+    max_batch: int = 8
+    batch_wait_ms: float = 2.0
+
+    def __post_init__(self) -> None:
+        get_profile(self.io)
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"--port {self.port!r}: a port number in 0..65535 (0: any free port)")
+        if not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= 1024:
+            raise ValueError(f"--max-batch {self.max_batch!r}: an integer in 1..1024")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ValueError(f"--batch-wait-ms {self.batch_wait_ms!r}: milliseconds in 0..1000")
+        if self.api_key is not None and (not self.api_key or not self.api_key.isprintable()):
+            raise ValueError("--api-key: a non-empty key of printable characters")
+
+
+@dataclass
+class _Request:
+    slot: int
+    obs: SlotObservation
+    fresh: bool  # the connection's first request: reset the slot even without an episode start
+    future: asyncio.Future
+
+
+class PolicyServer:
+    """One policy, many connections; see the module docstring."""
+
+    def __init__(self, policy: Policy, config: ServeConfig, name: str = "") -> None:
+        self.policy, self.config = policy, config
+        self.profile = get_profile(config.io)
+        spec = policy.observation_spec
+        if spec.privileged and not self.profile.carries_privileged:
+            raise ValueError(f"this policy reads simulator state, which the {self.profile.name} profile does not "
+                             f"carry; serve it with --io simeval")
+        self.spec = ObservationSpec(spec.cameras, spec.image_size or DEFAULT_IMAGE_SIZE, spec.privileged)
+        self.metadata = {
+            "server": "simeval", "version": _version(), "policy": name, "io": self.profile.name,
+            "observation_spec": {"cameras": list(self.spec.cameras), "image_size": self.spec.image_size,
+                                 "privileged": self.spec.privileged},
+            "chunk": int(policy.chunk), "action_dim": 7, "max_batch": config.max_batch,
+        }
+        self._slots = itertools.count()
+        self._open = 0  # connections now open: a batch never waits for more requests than that
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simeval-policy")
+        self.batches: list[int] = []  # the size of every policy call, for tests and benchmarks
+
+    def _process_request(self, connection: ServerConnection, request) -> Any:
+        if request.path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "OK\n")
+        if self.config.api_key is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Api-Key {self.config.api_key}".encode()):
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        slot, fresh = next(self._slots), True
+        self._open += 1
+        try:
+            await ws.send(pack(self.metadata))
+            while True:
+                try:
+                    frame = await ws.recv()
+                except ConnectionClosed:
+                    return
+                started = time.perf_counter()
+                try:
+                    if isinstance(frame, str):
+                        raise WireError("a text frame; requests are binary msgpack")
+                    message = unpack(frame)
+                    if not isinstance(message, dict):
+                        raise ProfileError(f"the request is a {type(message).__name__}, not a map of fields")
+                    obs = self.profile.decode(message, self.spec)
+                    future = asyncio.get_running_loop().create_future()
+                    self._queue.put_nowait(_Request(slot, obs, fresh, future))
+                    fresh = False
+                    chunk, infer_s, batch = await future
+                except Exception as err:  # noqa: BLE001 - sent to the client, as openpi's server does
+                    await _fail(ws, err)
+                    return
+                reply = {"actions": self.profile.actions_to_wire(chunk),
+                         "policy_timing": {"infer_ms": 1000 * infer_s, "batch": batch},
+                         "server_timing": {"infer_ms": 1000 * (time.perf_counter() - started)}}
+                try:
+                    await ws.send(pack(reply))
+                except ConnectionClosed:
+                    return
+        finally:
+            self._open -= 1
+
+    async def _batcher(self) -> None:
+        """Policy calls, one batch at a time, on the inference thread."""
+        loop = asyncio.get_running_loop()
+        wait_s = self.config.batch_wait_ms / 1000
+        while True:
+            items = [await self._queue.get()]
+            deadline = loop.time() + wait_s
+            while len(items) < self.config.max_batch:
+                if not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if len(items) >= self._open or remaining <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            try:
+                answers, infer_s = await loop.run_in_executor(self._inference, self._infer, items)
+            except Exception as err:  # noqa: BLE001 - every request of the batch gets the error
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(err)
+                continue
+            for item, answer in zip(items, answers):
+                if item.future.done():
+                    continue
+                if isinstance(answer, SlotError):
+                    item.future.set_exception(RuntimeError(answer.reason))
+                else:
+                    item.future.set_result((answer, infer_s, len(items)))
+
+    def _infer(self, items: list[_Request]) -> tuple[list, float]:
+        started = time.perf_counter()
+        for item in items:
+            start = item.obs.start
+            if start is None and item.fresh:
+                start = EpisodeStart(f"connection-{item.slot}", "", "", 0)
+            if start is not None:
+                self.policy.reset([item.slot], [start])
+        batch = Batch(slots=[i.slot for i in items], state=np.stack([i.obs.state for i in items]),
+                      instruction=[i.obs.instruction for i in items])
+        for cam in self.spec.cameras:
+            setattr(batch, cam, np.stack([i.obs.images[cam] for i in items]))
+        if self.spec.privileged:
+            batch.privileged = [i.obs.privileged for i in items]
+        answers = per_slot(self.policy.act(batch), len(items))
+        self.batches.append(len(items))
+        return answers, time.perf_counter() - started
+
+    async def run(self, ready=None) -> None:
+        """Serve until cancelled; ``ready(port)`` is called once the socket listens."""
+        self._queue = asyncio.Queue()
+        batcher = asyncio.create_task(self._batcher())
+        try:
+            async with serve(self._handle, self.config.host, self.config.port, compression=None, max_size=None,
+                             process_request=self._process_request) as server:
+                port = server.sockets[0].getsockname()[1]
+                if ready is not None:
+                    ready(port)
+                await server.serve_forever()
+        finally:
+            batcher.cancel()
+            self._inference.shutdown(wait=False)
+
+
+async def _fail(ws: ServerConnection, err: BaseException) -> None:
+    """openpi's failure: the error as a text frame, then close with 1011 (internal error)."""
+    text = "".join(traceback.format_exception(err)) if not isinstance(err, (WireError, ProfileError)) else \
+        f"{type(err).__name__}: {err}\n"
+    try:
+        await ws.send(text)
+        await ws.close(CloseCode.INTERNAL_ERROR, "Internal server error. Traceback included in previous frame.")
+    except ConnectionClosed:
+        pass
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("simeval")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def serve_forever(policy: Policy, config: ServeConfig, name: str) -> None:
+    """Serve until Ctrl-C, saying on stdout where (a line tests and scripts can wait for)."""
+    server = PolicyServer(policy, config, name)
+
+    def ready(port: int) -> None:
+        print(f"simeval: serving {name} on ws://{config.host}:{port} (io {config.io}, max batch "
+              f"{config.max_batch}{', API key required' if config.api_key else ''})", flush=True)
+
+    try:
+        asyncio.run(server.run(ready))
+    except OSError as err:
+        raise ValueError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}") from None
+    except KeyboardInterrupt:
+        print("simeval: server stopped", file=sys.stderr)
