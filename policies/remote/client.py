@@ -116,7 +116,8 @@ class RemotePolicy(Policy):
         with self._lock:
             conn = self._conns.get(slot)
             if conn is None and self._spare is not None:
-                conn, self._spare = self._spare, None
+                conn = self._conns[slot] = self._spare
+                self._spare = None
         if conn is not None:
             return conn
         delay, reason = self.config.backoff_s, "no attempt"

@@ -77,7 +77,7 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     """A square uint8 image resized to ``size`` (PIL bilinear, as openpi's image tools)."""
     if image.shape[0] == size and image.shape[1] == size:
         return image
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
+    return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
 
 
 def resize_with_pad(image: np.ndarray, size: int) -> np.ndarray:
