@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from simeval.method_flags import add_method_flags as _add_method_flags
+from simeval.method_flags import flag_of, method_flags  # noqa: F401  (tests read them here)
+
 
 class UsageError(Exception):
     """A user mistake: reported as one line, exit code 2."""
@@ -21,86 +24,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         raise UsageError(message)
-
-
-def boolean(text: str) -> bool:
-    """A boolean option's value: true or false, nothing else (``maybe`` is an error, not false)."""
-    value = text.strip().lower()
-    if value not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value == "true"
-
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-# What a method option means; its flag, type, default and methods come from the method configs.
-METHOD_HELP = {
-    "rank": "LoRA rank r; GSE total rank over all experts",
-    "alpha": "LoRA / LoRA-SP scale alpha; CapVector merge coefficient",
-    "rslora": "LoRA: alpha / sqrt(r) scaling",
-    "dropout": "LoRA input dropout",
-    "bank": "LoRA-SP: size N of the shared vector bank",
-    "eta": "LoRA-SP: energy threshold in (0, 1]; GSE: expert scale",
-    "experts": "GSE: experts E (shared + routed)",
-    "top_k": "GSE: routed experts per token",
-    "layers": "last_k: layers trained per group",
-    "tau": "clp: CKA threshold that groups layers into blocks",
-    "fraction": "clp: largest fraction of a group's depth pruned",
-    "vector": "CapVector: capability vector file (default: extracted from --data first)",
-    "lam": "CapVector: orthogonality weight lambda",
-    "targets": "regex on module names to adapt (default: attention and MLP projections)",
-    "groups": "module groups to adapt (comma-separated)",
-    "trainable": "extra parameter-name regexes that also train (comma-separated)",
-    "router_dropout": "LoRA-SP: dropout on the router's input",
-    "scores": "LoRA-SP: router scores softplus, relu or linear",
-    "k_rule": "LoRA-SP: energy rule paper or released",
-    "spec_weight": "LoRA-SP: weight of the spectral loss",
-    "balance_weight": "LoRA-SP / GSE: weight of the load-balance loss",
-    "z_weight": "LoRA-SP: weight of the router z-loss",
-    "track_rank": "LoRA-SP: record the effective ranks while training",
-    "shared": "GSE: shared experts (always active)",
-    "rho": "GSE: rho of the routing",
-    "adjust": "GSE: c in W_res = W - c sum_i s_i B_i A_i",
-    "milora": "GSE: initialise experts from the smallest singular components",
-    "grad_balance": "GSE: gradient-scale balancing, s_i = s_base mean_j tr(S_j) / tr(S_i)",
-    "s_base": "GSE: s_base of gradient-scale balancing",
-}
-PARSERS = {int: int, float: float, bool: boolean, str: str, tuple: _comma_list}
-
-
-def method_flags() -> dict[str, dict]:
-    """Every method option as a CLI flag: {name: {"type", "methods"}}, read from the method configs,
-    so that the flags and the errors that list them cannot drift from the code."""
-    from policies.adapters.registry import PACKAGES, get_method
-
-    flags: dict[str, dict] = {}
-    for method in PACKAGES:
-        for name, (kind, _) in get_method(method).options().items():
-            entry = flags.setdefault(name, {"type": kind, "methods": []})
-            if entry["type"] is not kind:
-                raise TypeError(f"method option {name} has type {kind.__name__} in {method} but "
-                                f"{entry['type'].__name__} elsewhere")
-            entry["methods"].append(method)
-    return flags
-
-
-def flag_of(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_method_flags(parser: argparse.ArgumentParser) -> None:
-    from policies.adapters.registry import PACKAGES
-
-    group = parser.add_argument_group("method options (given only when set; each method takes its own)")
-    for name, entry in method_flags().items():
-        kind = entry["type"]
-        shown = "true/false" if kind is bool else ("comma-separated" if kind is tuple else kind.__name__)
-        methods = "all methods" if len(entry["methods"]) == len(PACKAGES) else ", ".join(entry["methods"])
-        text = f"{METHOD_HELP.get(name, name)} [{shown}; {methods}]".replace("%", "%%")
-        group.add_argument(flag_of(name), dest=f"opt_{name}", metavar=name.upper(), type=PARSERS[kind], default=None,
-                           help=text)
 
 
 PERTURBATION_HELP = """perturbations (in a suite file's perturbations: list):
@@ -154,7 +77,8 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     srv.add_argument("--api-key", default=None, help="refuse connections without 'Authorization: Api-Key KEY'")
     srv.add_argument("--max-batch", type=int, default=8, help="requests run in one policy call at most (8)")
-    srv.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait for more requests (2 ms)")
+    srv.add_argument("--batch-wait-ms", type=float, default=0.0, help="longest wait for more requests (default 0: "
+                                                                      "those that arrive during a call form the next)")
     srv.add_argument("--threads", type=int, default=None, help="torch threads for the policy (default: torch's)")
 
     collect = sub.add_parser("collect", help="record scripted demonstrations (with action noise) for training")

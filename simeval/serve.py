@@ -17,16 +17,21 @@ episode's first request) resets its slot; a new connection without one starts wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import http
 import itertools
+import re
+import select
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
@@ -37,6 +42,7 @@ from policies.base import Batch, EpisodeStart, ObservationSpec, Policy, SlotErro
 from policies.remote.profiles import ProfileError, SlotObservation, get_profile
 from policies.remote.wire import WireError, pack, unpack
 
+READY_TIMEOUT_S = 120  # a child server's start: imports, model loading
 DEFAULT_IMAGE_SIZE = 128  # for a policy that reads cameras at "the suite's size": the suites' default
 
 
@@ -49,7 +55,7 @@ class ServeConfig:
     port: int = 8000  # 0: any free port (the one chosen is printed)
     api_key: str | None = None
     max_batch: int = 8
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0  # requests that arrive during a policy call always form the next batch
 
     def __post_init__(self) -> None:
         get_profile(self.io)
@@ -237,3 +243,47 @@ def serve_forever(policy: Policy, config: ServeConfig, name: str) -> None:
         raise ValueError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}") from None
     except KeyboardInterrupt:
         print("simeval: server stopped", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def served(policy: str, *flags: str, port: int = 0) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``simeval serve --policy POLICY`` in a child process until the block ends; (port, process).
+    For benchmarks, tests and scripts that evaluate over the wire on one machine."""
+    proc = start_server(policy, *flags, port=port)
+    try:
+        yield wait_ready(proc), proc
+    finally:
+        stop_server(proc)
+
+
+def start_server(policy: str, *flags: str, port: int = 0, threads: int = 1) -> subprocess.Popen:
+    """The child process (its stderr goes to a temporary file, read if it fails to start)."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "simeval", "serve", "--policy", policy, "--port", str(port),
+                             "--threads", str(threads), *flags], stdout=subprocess.PIPE, stderr=log, text=True)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def wait_ready(proc: subprocess.Popen) -> int:
+    """The port from the server's 'serving ... on ws://HOST:PORT' line; ``RuntimeError`` if it exits."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            match = re.search(r"on ws://[^:]+:(\d+)", line)
+            if match:
+                return int(match.group(1))
+        if proc.poll() is not None:
+            proc.log.seek(0)
+            raise RuntimeError(f"simeval serve exited {proc.returncode}: {proc.log.read().decode()[-2000:]}")
+    raise RuntimeError(f"simeval serve did not say it was ready within {READY_TIMEOUT_S} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.log.close()

@@ -1,15 +1,10 @@
-"""Policy servers for the remote-policy tests: ``simeval serve`` as a real process, and a scripted
-fake openpi server (in a thread) that answers in the ways real servers fail."""
+"""A scripted fake openpi policy server (in a thread) that answers in the ways real servers fail.
+``simeval serve`` as a real process is ``simeval.serve.served``."""
 
 from __future__ import annotations
 
 import contextlib
-import re
-import select
-import subprocess
-import sys
 import threading
-import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -17,47 +12,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
 from policies.remote.wire import pack, unpack
-
-READY_TIMEOUT_S = 120
-
-
-@contextlib.contextmanager
-def simeval_server(policy: str, *flags: str, port: int = 0) -> Iterator[tuple[int, subprocess.Popen]]:
-    """``simeval serve --policy POLICY`` in its own process until the block ends; (port, process)."""
-    proc = start_server(policy, *flags, port=port)
-    try:
-        yield wait_ready(proc), proc
-    finally:
-        stop(proc)
-
-
-def start_server(policy: str, *flags: str, port: int = 0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "simeval", "serve", "--policy", policy, "--port", str(port),
-                             "--threads", "1", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_ready(proc: subprocess.Popen) -> int:
-    """The port from the server's 'serving ... on ws://HOST:PORT' line."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            match = re.search(r"on ws://[^:]+:(\d+)", line)
-            if match:
-                return int(match.group(1))
-        if proc.poll() is not None:
-            raise AssertionError(f"simeval serve exited {proc.returncode}: {proc.stderr.read()}")
-    raise AssertionError("simeval serve did not say it was ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for stream in (proc.stdout, proc.stderr):
-        stream.close()
-
 
 NO_CAMERAS = {"observation_spec": {"cameras": [], "image_size": 32, "privileged": False}, "chunk": 10}
 

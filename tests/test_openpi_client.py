@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from servers import simeval_server
 
 from envs.env import TabletopEnv
 from policies.base import Batch, EpisodeStart
 from policies.loader import load_policy
 from policies.remote.profiles import LiberoProfile, SlotObservation
+from simeval.serve import served
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = str(ROOT / "results" / "reference")
@@ -92,7 +92,7 @@ def _slot_observations(data: dict) -> list[SlotObservation]:
 
 
 def test_openpi_client_gets_the_local_policys_actions(openpi_python, observations, tmp_path):
-    with simeval_server(REFERENCE) as (port, _):
+    with served(REFERENCE) as (port, _):
         out = _drive(openpi_python, port, "simeval", observations, tmp_path)
     metadata = json.loads(out["metadata"].item())
     assert metadata["observation_spec"] == {"cameras": ["agentview", "wrist"], "image_size": 128, "privileged": False}
@@ -112,7 +112,7 @@ def test_openpi_client_as_libero_example_drives_a_libero_profile_server(openpi_p
     for obs in slot_obs:
         wire.append(profile.encode(obs))
     data["libero_state"] = np.stack([w["observation/state"] for w in wire])
-    with simeval_server(REFERENCE, "--io", "libero") as (port, _):
+    with served(REFERENCE, "--io", "libero") as (port, _):
         out = _drive(openpi_python, port, "libero", data, tmp_path)
     assert json.loads(out["metadata"].item())["io"] == "libero"
     # the images our profile sends are byte for byte what openpi's LIBERO client sends

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import simeval_server, start_server, stop, wait_ready
 
 from policies.loader import load_policy
 from simeval.cli import main
 from simeval.harness import RunRequest, execute
 from simeval.observers import RoundHook
+from simeval.serve import served, start_server, stop_server, wait_ready
 from simeval.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize("policy", [REFERENCE, "scripted", "random"])
 def test_remote_run_gives_the_local_outcomes(policy, suite_file, tmp_path):
     assert _run(suite_file, tmp_path / "local", policy) == 0
-    with simeval_server(policy) as (port, _):
+    with served(policy) as (port, _):
         assert _run(suite_file, tmp_path / "remote", f"ws://127.0.0.1:{port}") == 0
     local, remote = _outcomes(tmp_path / "local"), _outcomes(tmp_path / "remote")
     assert remote == local and len(local) == 6
@@ -88,7 +88,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2(suite_file, tmp_path, caps
 
 
 def test_the_api_key_is_required_when_the_server_has_one(suite_file, tmp_path, capsys):
-    with simeval_server("random", "--api-key", "s3cret") as (port, _):
+    with served("random", "--api-key", "s3cret") as (port, _):
         url = f"ws://127.0.0.1:{port}"
         import urllib.request
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).status == 200
@@ -128,7 +128,7 @@ def test_a_server_killed_mid_run_and_restarted_loses_nothing(suite_file, tmp_pat
         policy.close()
     finally:
         for proc in servers:
-            stop(proc)
+            stop_server(proc)
     assert len(servers) == 2  # it was killed and restarted
     assert _outcomes(tmp_path / "remote") == _outcomes(tmp_path / "local")
 
@@ -149,7 +149,7 @@ def test_a_server_that_stays_dead_fails_the_remaining_episodes_and_the_run_goes_
                              out=tmp_path / "out", workers=1, video="none")
         results = execute(request, policy, observers=[RoundHook(kill)])
     finally:
-        stop(proc)
+        stop_server(proc)
     records = _records(tmp_path / "out")
     assert len(records) == 6 and results["overall"]["n"] == 6  # every episode has its record
     errors = [r["error"] for r in records if r["error"]]

@@ -61,12 +61,14 @@ class RemoteConfig:
 
 @dataclass
 class Traffic:
-    """What crossed the wire, for benchmarks: requests, bytes each way, round-trip seconds."""
+    """What crossed the wire, for benchmarks: requests, bytes each way, round-trip seconds, and the
+    seconds the server says it spent on each request (its ``server_timing``, when it sends one)."""
 
     requests: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     round_trip_s: list[float] = field(default_factory=list)
+    server_s: list[float] = field(default_factory=list)
 
 
 class RemotePolicy(Policy):
@@ -195,6 +197,10 @@ class RemotePolicy(Policy):
         if not isinstance(reply, dict) or "actions" not in reply:
             keys = ", ".join(map(str, reply)) if isinstance(reply, dict) else type(reply).__name__
             return SlotError(f"policy server reply has no 'actions' (it has: {keys or 'nothing'})")
+        timing = reply.get("server_timing")
+        if isinstance(timing, dict) and isinstance(timing.get("infer_ms"), (int, float)):
+            with self._lock:
+                self.traffic.server_s.append(timing["infer_ms"] / 1000)
         try:
             chunk = self.profile.actions_from_wire(reply["actions"])
         except ProfileError as err:
