@@ -38,12 +38,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from policies.base import Batch, EpisodeStart, ObservationSpec, Policy, SlotError, per_slot
+from policies.base import Batch, EpisodeStart, Policy, SlotError, per_slot
 from policies.remote.profiles import ProfileError, SlotObservation, get_profile
 from policies.remote.wire import WireError, pack, unpack
 
 READY_TIMEOUT_S = 120  # a child server's start: imports, model loading
-DEFAULT_IMAGE_SIZE = 128  # for a policy that reads cameras at "the suite's size": the suites' default
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class PolicyServer:
         if spec.privileged and not self.profile.carries_privileged:
             raise ValueError(f"this policy reads simulator state, which the {self.profile.name} profile does not "
                              f"carry; serve it with --io simeval")
-        self.spec = ObservationSpec(spec.cameras, spec.image_size or DEFAULT_IMAGE_SIZE, spec.privileged)
+        self.spec = spec  # image_size None: the client's suite's size, as in a local run
         self.metadata = {
             "server": "simeval", "version": _version(), "policy": name, "io": self.profile.name,
             "observation_spec": {"cameras": list(self.spec.cameras), "image_size": self.spec.image_size,

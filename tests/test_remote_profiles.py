@@ -208,3 +208,13 @@ def test_simeval_profile_needs_a_simeval_servers_metadata():
         SimevalProfile().observation_spec({"some": "openpi metadata"})
     spec = SimevalProfile().observation_spec({"observation_spec": {"cameras": ["agentview"], "image_size": 96}})
     assert spec == ObservationSpec(cameras=("agentview",), image_size=96)
+
+
+def test_a_policy_that_reads_the_suites_size_takes_any_square_image():
+    spec = ObservationSpec(cameras=("agentview",), image_size=None)
+    for size in (32, 128):
+        request = {"state": np.zeros(8, np.float32), "instruction": "x", "agentview": np.zeros((size, size, 3), np.uint8)}
+        assert SimevalProfile().decode(request, spec).images["agentview"].shape == (size, size, 3)
+    request["agentview"] = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(ProfileError, match="field 'agentview': expected a square image, got 32x48"):
+        SimevalProfile().decode(request, spec)

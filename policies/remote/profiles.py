@@ -56,7 +56,7 @@ def _field(message: Mapping, key: str) -> Any:
 
 def _array(message: Mapping, key: str, dtype: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """``message[key]`` as an array of ``dtype``'s kind with ``shape`` (None: any length)."""
-    value = np.asarray(_field(message, key))
+    value = _as_array(_field(message, key), f"field {key!r}")
     kind_ok = value.dtype == np.uint8 if dtype == "uint8" else value.dtype.kind in "fiu"
     if not kind_ok or value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)):
         wanted = "x".join("N" if n is None else str(n) for n in shape)
@@ -64,6 +64,19 @@ def _array(message: Mapping, key: str, dtype: str, shape: tuple[int | None, ...]
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         raise ProfileError(f"field {key!r} contains NaN or inf")
     return value
+
+
+def _as_array(raw: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(raw)
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
+        raise ProfileError(f"{what}: not an array ({type(raw).__name__} of mixed items)") from None
+
+
+def _square(image: np.ndarray, key: str) -> np.ndarray:
+    if image.shape[0] != image.shape[1]:
+        raise ProfileError(f"field {key!r}: expected a square image, got {image.shape[0]}x{image.shape[1]}")
+    return image
 
 
 def _text(message: Mapping, key: str) -> str:
@@ -154,8 +167,8 @@ class SimevalProfile(IOProfile):
 
     def decode(self, request: Mapping, spec: ObservationSpec) -> SlotObservation:
         state = _array(request, "state", "float", (STATE_DIM,)).astype(np.float32)
-        size = spec.image_size
-        images = {cam: _array(request, cam, "uint8", (size, size, 3)) for cam in spec.cameras}
+        size = spec.image_size  # None: any square size (the suite's, in a local run)
+        images = {cam: _square(_array(request, cam, "uint8", (size, size, 3)), cam) for cam in spec.cameras}
         start = None
         if "episode" in request:
             episode = request["episode"]
@@ -172,7 +185,7 @@ class SimevalProfile(IOProfile):
         return chunk
 
     def actions_from_wire(self, actions: np.ndarray) -> np.ndarray:
-        actions = np.asarray(actions)
+        actions = _as_array(actions, "reply 'actions'")
         if actions.dtype.kind not in "fiu" or actions.ndim != 2 or actions.shape[1] != ACTION_DIM or not len(actions):
             raise ProfileError(f"reply 'actions' has shape {actions.shape} ({actions.dtype}); expected (H, {ACTION_DIM})")
         return actions
@@ -251,7 +264,7 @@ class LiberoProfile(IOProfile):
         quat = np.array([w, x, y, z]) * (1.0 if w >= 0 else -1.0)
         opening = (abs(wire[6]) + abs(wire[7])) / (2 * self.finger_open_m)
         state = np.concatenate([wire[:3], quat, [opening]]).astype(np.float32)
-        size = spec.image_size or self.render_size
+        size = spec.image_size or self.wire_size  # None: as sent
         images = {cam: self._from_wire_image(_array(request, key, "uint8", (None, None, 3)), size)
                   for cam, key in self._keys.items() if cam in spec.cameras}
         return SlotObservation(state, _text(request, self.prompt_key), images)
@@ -266,7 +279,7 @@ class LiberoProfile(IOProfile):
         return (np.asarray(chunk, np.float64) / self._scale).astype(np.float32)
 
     def actions_from_wire(self, actions: np.ndarray) -> np.ndarray:
-        actions = np.asarray(actions)
+        actions = _as_array(actions, "reply 'actions'")
         if actions.dtype.kind not in "fiu" or actions.ndim != 2 or actions.shape[1] < ACTION_DIM or not len(actions):
             raise ProfileError(f"reply 'actions' has shape {actions.shape} ({actions.dtype}); expected (H, D) with "
                                f"D >= {ACTION_DIM} (LIBERO's first 7 are used)")
