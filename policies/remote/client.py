@@ -53,8 +53,11 @@ class RemoteConfig:
         get_profile(self.io)
         if self.replan is not None and (not isinstance(self.replan, int) or self.replan < 1):
             raise ValueError(f"--replan {self.replan!r}: a whole number of steps >= 1")
-        if not self.timeout > 0 or self.connect_tries < 1 or self.backoff_s < 0:
+        if not self.timeout > 0:
             raise ValueError(f"--timeout {self.timeout!r}: seconds > 0")
+        if self.connect_tries < 1 or not self.backoff_s >= 0:
+            raise ValueError(f"connect_tries={self.connect_tries!r}, backoff_s={self.backoff_s!r}: at least 1 try, "
+                             f"and a backoff of 0 s or more")
 
     def described(self) -> dict[str, Any]:
         """What identifies the evaluation in run.json (the key is left out)."""
