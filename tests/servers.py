@@ -20,8 +20,8 @@ NO_CAMERAS = {"observation_spec": {"cameras": [], "image_size": 32, "privileged"
 def fake_server(reply: Callable[[dict], object], metadata: dict | None = None) -> Iterator[dict]:
     """An openpi-style server whose reply to each request is ``reply(request)``: bytes are sent as
     msgpack, a str as a text frame followed by a close with 1011 (openpi's error path). Yields a
-    dict with its ``port`` and the ``requests`` it received."""
-    seen: dict = {"requests": []}
+    dict with its ``port``, the ``requests`` it received, and the same per ``connections``."""
+    seen: dict = {"requests": [], "connections": []}
 
     def handler(ws) -> None:
         with contextlib.suppress(ConnectionClosed):  # the client leaves when its run is over
@@ -29,9 +29,12 @@ def fake_server(reply: Callable[[dict], object], metadata: dict | None = None) -
 
     def serve_one(ws) -> None:
         ws.send(pack(NO_CAMERAS if metadata is None else metadata))
+        mine: list = []
+        seen["connections"].append(mine)
         for frame in ws:
             request = unpack(frame)
             seen["requests"].append(request)
+            mine.append(request)
             answer = reply(request)
             if isinstance(answer, str):
                 ws.send(answer)
