@@ -5,7 +5,7 @@
 One run, the same episodes everywhere: PutCubeOnPlate and OpenDrawer on both robots, nominal, both
 cameras at 128x128, random actions from a policy that receives the images (so image transport is
 part of the cost), every episode run to the step limit. Measured:
-* the pool (``simeval.pool`` + ``simeval.runner.rollout``) with 1 and then 2 workers, and 2 workers
+* the pool (``simeval.pools`` + ``simeval.runner.rollout``) with 1 and then 2 workers, and 2 workers
   with 2 slots each;
 * ``gymnasium.vector.AsyncVectorEnv`` with 2 envs per (task, robot), stepped with random batches
   until the same number of episodes ended -- "the obvious way" (its shared memory cannot hold the
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import envs  # noqa: E402,F401
 from envs.registration import env_id  # noqa: E402
 from policies.base import Batch, Policy  # noqa: E402
-from simeval.pool import PoolConfig  # noqa: E402
+from simeval.pools import PoolConfig  # noqa: E402
 from simeval.runner import rollout  # noqa: E402
 from simeval.suites import Suite  # noqa: E402
 

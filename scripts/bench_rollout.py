@@ -65,7 +65,7 @@ def _cpu() -> tuple[float, float]:
 
 def run_pool(policy_name: str, engine: str, workers: int, episodes: int, video: str) -> dict:
     """One case on simeval's engine; ``{id: [success, steps]}`` and the costs."""
-    import simeval.pool
+    import simeval.pools.threads
     from simeval.harness import RunRequest, run_episodes
     from simeval.video import VideoPolicy
 
@@ -74,8 +74,8 @@ def run_pool(policy_name: str, engine: str, workers: int, episodes: int, video: 
         import torch
 
         default = torch.get_num_threads()
-        simeval.pool.WORKER_THREADS = {"LP_NUM_THREADS": "1"}  # BLAS threads unlimited in the workers
-        simeval.pool.main_threads = lambda workers: default  # torch's default threads in the main process
+        simeval.pools.threads.WORKER_THREADS = {"LP_NUM_THREADS": "1"}  # BLAS threads unlimited in the workers
+        simeval.pools.threads.main_threads = lambda workers: default  # torch's default threads in the main process
     with tempfile.TemporaryDirectory() as tmp:
         request = RunRequest(suite=suite(episodes), policy=policy_name, out=Path(tmp) / "run", workers=workers,
                              video=video, per_step=engine.startswith("per-step"), progress=False,

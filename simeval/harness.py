@@ -23,7 +23,7 @@ from simeval.suites import EpisodeSpec, Suite
 
 if TYPE_CHECKING:
     from policies.base import ObservationSpec, Policy
-    from simeval.pool import PoolConfig
+    from simeval.pools import PoolConfig
     from simeval.runner import Observer, RunOutcome
     from simeval.video import VideoPolicy
 
@@ -167,7 +167,7 @@ def pool_config(spec: "ObservationSpec", request: RunRequest, episodes: int, vid
     """The pool for a policy: exactly the cameras it reads at its size (the suite's when it does not
     say). ``per_step`` is the engine before chunks: one slot per worker, both cameras at the suite's
     size after every step, plus the agentview for videos."""
-    from simeval.pool import PoolConfig
+    from simeval.pools import PoolConfig
 
     workers = max(1, min(request.workers, episodes or 1))
     if request.per_step:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from simeval.pool import EnvPool
+from simeval.pools import Pool
 from simeval.records import EpisodeRecord, append_record
 from simeval.runner import Active, Observer
 
@@ -58,8 +58,8 @@ class Progress(Observer):
 class RoundHook(Observer):
     """Calls ``hook(pool, round)`` before each round is sent (tests kill workers or interrupt runs)."""
 
-    def __init__(self, hook: Callable[[EnvPool, int], None]) -> None:
+    def __init__(self, hook: Callable[[Pool, int], None]) -> None:
         self.hook = hook
 
-    def round(self, pool: EnvPool, index: int) -> None:
+    def round(self, pool: Pool, index: int) -> None:
         self.hook(pool, index)

@@ -24,7 +24,7 @@ import numpy as np
 
 from envs.tasks.library import get_task
 from policies.base import Batch, EpisodeStart, Policy, SlotError, per_slot
-from simeval.pool import Chunk, EnvPool, PoolConfig, Reply, Reset, policy_threads
+from simeval.pools import Chunk, Pool, PoolConfig, Reply, Reset, make_pool, policy_threads
 from simeval.records import EpisodeRecord, variant_cell
 from simeval.suites import EpisodeSpec
 
@@ -60,7 +60,7 @@ class Observer:
     def finished(self, slot: int, episode: Active, record: EpisodeRecord) -> None:
         """An episode ended (or failed): its record, before it is written."""
 
-    def round(self, pool: EnvPool, index: int) -> None:
+    def round(self, pool: Pool, index: int) -> None:
         """A batch of commands is about to be sent; ``index`` counts the batches from 0."""
 
     def close(self) -> None:
@@ -142,7 +142,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
                 lose(slot, "worker process died")
 
     try:
-        with policy_threads(pool_config.workers), EnvPool(pool_config) as pool:
+        with policy_threads(pool_config.workers), make_pool(pool_config) as pool:
             batches = 0
             while pending or active:
                 # the slots that are not busy get their next command: a chunk from one policy call for
@@ -179,7 +179,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
     return RunOutcome(records, time.perf_counter() - start, env_steps, restarts)
 
 
-def _act(policy: Policy, pool: EnvPool, active: dict[int, Active], slots: list[int], finish, lose,
+def _act(policy: Policy, pool: Pool, active: dict[int, Active], slots: list[int], finish, lose,
          observers: Sequence[Observer]) -> list[tuple[int, np.ndarray]]:
     """The chunk to run for each of ``slots`` that has an observation: the rest of a queued chunk, or
     one batched policy call for the slots whose chunk ran out."""

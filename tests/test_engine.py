@@ -191,7 +191,7 @@ def test_the_progress_bar_shows_rate_and_eta(tmp_path, capsys):
 def test_torch_threads_in_the_main_process_leave_the_workers_their_cores(monkeypatch):
     import torch
 
-    from simeval import pool
+    from simeval.pools import threads as pool
 
     monkeypatch.setattr(pool.os, "cpu_count", lambda: 8)
     assert pool.main_threads(2) == 6 and pool.main_threads(8) == 1 and pool.main_threads(16) == 1

@@ -1,0 +1,53 @@
+"""Env pools: one interface, two implementations.
+
+The runner drives a pool with one command protocol (:mod:`simeval.pools.commands`): ``submit`` a
+list of ``(slot, Reset | Chunk)`` commands, ``collect`` the replies as they come (and the workers
+that died, whose episodes the runner re-runs), read a slot's latest camera images in
+``images[slot]``. Both implementations carry commands out with the same :class:`SlotRunner`, so
+they give the same outcomes:
+
+- :class:`~simeval.pools.local.LocalPool` (``backend="local"``, the default): worker processes on
+  this machine, images through shared memory;
+- :class:`~simeval.pools.ray.RayPool` (``backend="ray"``): Ray actors, on one machine or a
+  cluster, images through Ray's object store. Ray is an optional extra, imported only here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from simeval.pools.commands import Chunk, PoolConfig, Reply, Reset, SlotRunner
+from simeval.pools.threads import WORKER_THREADS, main_threads, policy_threads
+
+__all__ = ["Chunk", "Pool", "PoolConfig", "Reply", "Reset", "SlotRunner", "WORKER_THREADS", "main_threads",
+           "make_pool", "policy_threads"]
+
+
+class Pool(Protocol):
+    """What the runner needs of a pool."""
+
+    config: PoolConfig
+    n_slots: int
+    busy: set[int]  # slots with a command not answered yet
+    images: dict[int, dict[str, np.ndarray]]  # slot -> camera -> the latest rendered image
+    restarts: int  # workers replaced so far
+
+    def submit(self, commands: list[tuple[int, Reset | Chunk]]) -> None: ...
+    def collect(self) -> tuple[list[Reply], list[int]]: ...
+    def slots_of(self, worker: int) -> list[int]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "Pool": ...
+    def __exit__(self, *exc) -> None: ...
+
+
+def make_pool(config: PoolConfig) -> Pool:
+    """The pool ``config.backend`` names."""
+    if config.backend == "ray":
+        from simeval.pools.ray import RayPool
+
+        return RayPool(config)
+    from simeval.pools.local import LocalPool
+
+    return LocalPool(config)
