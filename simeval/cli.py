@@ -41,6 +41,29 @@ PERTURBATION_HELP = """perturbations (in a suite file's perturbations: list):
 """
 
 
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the envs run")
+    group.add_argument("--backend", default="local", help="local (worker processes here, the default) or ray (Ray "
+                                                          "actors; pip install -e \".[ray]\")")
+    group.add_argument("--ray-address", default=None, help="with --backend ray: auto or HOST:PORT joins a running "
+                                                           "cluster (default: start Ray here with --workers CPUs)")
+
+
+def _backend(args: argparse.Namespace) -> dict:
+    """The run's backend settings, checked before anything is written: a missing Ray, an address
+    nothing listens on or no cluster there is one line and exit code 2."""
+    if args.backend not in ("local", "ray"):
+        raise UsageError(f"unknown --backend {args.backend!r}; valid backends: local, ray")
+    if args.backend == "local":
+        if args.ray_address is not None:
+            raise UsageError("--ray-address applies to --backend ray")
+        return {}
+    from simeval.pools.ray import connect
+
+    connect(args.ray_address, args.workers)  # Ray starts (or joins the cluster) here, once
+    return {"backend": "ray", "ray_address": args.ray_address}
+
+
 def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     """The parser; ``with_methods`` adds finetune's method flags (reading the method configs imports torch)."""
     parser = _Parser(prog="simeval", description="Evaluate VLA policies on perturbed MuJoCo tabletop worlds.")
@@ -62,6 +85,7 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an earlier simeval run in --out (only the files "
                                                           "that run wrote are removed)")
     run.add_argument("--episode", default=None, help="re-run this one episode id alone")
+    _add_backend_flags(run)
     remote = run.add_argument_group("policy servers (--policy ws://HOST:PORT or wss://...)")
     remote.add_argument("--io", default=None, help="I/O profile: simeval (default) or libero (openpi's LIBERO "
                                                    "example: 224 px images, 8-D state, prompt, delta-pose actions)")
@@ -96,6 +120,7 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     collect.add_argument("--resume", action="store_true", help="continue: only missing episodes")
     collect.add_argument("--force", action="store_true", help="replace an earlier simeval dataset in --out (only "
                                                               "the files it wrote are removed)")
+    _add_backend_flags(collect)
 
     train = sub.add_parser("train", help="behaviour cloning of the reference VLA from demonstrations")
     train.add_argument("--config", type=Path, required=True, help="YAML with model: and train: sections")
@@ -282,7 +307,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     suite = _suite_from_args(args)
     policy = f"scripted+noise{args.noise}" + ("" if args.rot_noise is None else f"+rot{args.rot_noise}")
     request = RunRequest(suite=suite, policy=policy, out=args.out, workers=args.workers, video="none",
-                         resume=args.resume, force=args.force)
+                         resume=args.resume, force=args.force, **_backend(args))
     summary = collect(request, args.noise, keep_failures=args.keep_failures, rot_noise=args.rot_noise)
     print(f"{summary['demos']} demonstrations ({summary['frames']} frames) from {summary['episodes']} episodes "
           f"({summary['successes']} succeeded) in {args.out}/demos")
@@ -337,6 +362,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = _suite_from_args(args)
     if args.video not in MODES:
         raise UsageError(f"unknown --video mode {args.video!r}; valid modes: {', '.join(MODES)}")
+    backend = _backend(args)
     from policies.loader import is_remote, load_policy
 
     given = {"io": args.io, "replan": args.replan, "timeout": args.timeout, "api_key": args.api_key}
@@ -345,7 +371,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = args.out or default_out(suite, args.policy, args.episode)
     options = policy.config.described() if is_remote(args.policy) else None
     request = RunRequest(suite=suite, policy=args.policy, out=out, workers=args.workers, video=args.video,
-                         resume=args.resume, force=args.force, episode=args.episode, policy_options=options)
+                         resume=args.resume, force=args.force, episode=args.episode, policy_options=options,
+                         **backend)
     try:
         results = execute(request, policy)
     finally:

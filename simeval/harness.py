@@ -46,6 +46,8 @@ class RunRequest:
     per_step: bool = False  # the engine before action chunks ran in the workers (benchmarks)
     progress: bool = True  # the tqdm bar on stderr
     policy_options: dict | None = None  # what else identifies the policy (a server's I/O profile, replan)
+    backend: str = "local"  # the env pool: local worker processes, or Ray actors (never changes outcomes)
+    ray_address: str | None = None  # with backend ray: None starts Ray here; "auto" or an address joins a cluster
 
 
 def versions() -> dict[str, str]:
@@ -174,10 +176,11 @@ def pool_config(spec: "ObservationSpec", request: RunRequest, episodes: int, vid
         cameras: tuple[str, ...] = ("agentview", "wrist") if spec.cameras else ()
         cameras = ("agentview",) if video_frames and not cameras else cameras
         return PoolConfig(workers=workers, image_size=request.suite.image_size, cameras=cameras,
-                          privileged=spec.privileged, per_step=True)
+                          privileged=spec.privileged, per_step=True, backend=request.backend,
+                          ray_address=request.ray_address)
     return PoolConfig(workers=workers, slots_per_worker=request.slots_per_worker,
                       image_size=spec.image_size or request.suite.image_size, cameras=spec.cameras,
-                      privileged=spec.privileged)
+                      privileged=spec.privileged, backend=request.backend, ray_address=request.ray_address)
 
 
 def start_order(specs: list[EpisodeSpec]) -> list[EpisodeSpec]:
