@@ -1,6 +1,8 @@
-"""Benchmark of the env pool: 1 vs 2 workers, against gymnasium's AsyncVectorEnv and the limit.
+"""Benchmark of the env pool: 1 vs 2 workers, against gymnasium's AsyncVectorEnv and the limit;
+and the local pool against the Ray pool.
 
     python scripts/bench_pool.py [--episodes 4] [--steps 60] [--json results/bench_pool.json]
+    python scripts/bench_pool.py --backends [--episodes 4] [--rounds 2] [--json results/bench_pool_ray.json]
 
 One run, the same episodes everywhere: PutCubeOnPlate and OpenDrawer on both robots, nominal, both
 cameras at 128x128, random actions from a policy that receives the images (so image transport is
@@ -13,6 +15,15 @@ part of the cost), every episode run to the step limit. Measured:
 * the single-process limit from ``scripts/bench_env.py``: bare physics + renders on one model.
 Ratios within this run are what matter (the machine is shared and noisy). "Cores busy" is the CPU
 time of the process and its workers over wall time x cores (``getrusage``).
+
+``--backends``: the reference (both cameras at 128x128, chunks of 4) and the scripted experts on
+the same episodes (the four task x robot pairs above, nominal, ``--episodes`` each, the tasks' own
+step limits capped at 120), 2 workers, on the local pool and on the Ray pool, alternating, for
+``--rounds`` rounds; every Ray round must give the local per-episode records. Ray's start-up
+(``ray.init`` with 2 CPUs) is timed apart; the actors' start is inside each Ray case, as the worker
+processes' start is inside each local one. Also: the bytes that cross Ray's object store per env
+step and per chunk (replies with their images, and commands), what a multi-node run pays on the
+network.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from simeval.runner import rollout  # noqa: E402
 from simeval.suites import Suite  # noqa: E402
 
 TASKS, ROBOTS = ("PutCubeOnPlate", "OpenDrawer"), ("Panda", "Piper")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ImageRandomPolicy(Policy):
@@ -89,6 +101,68 @@ def bench_async(episodes: int, steps: int, n_envs: int = 2) -> dict:
             "cores_busy": (_cpu() - cpu) / (wall * (os.cpu_count() or 1))}
 
 
+def bench_backend(policy_name: str, backend: str, episodes: int) -> dict:
+    """One case through the harness (``run_episodes``), as ``simeval run --backend`` runs it."""
+    import tempfile
+
+    from policies.loader import load_policy
+    from simeval.harness import RunRequest, run_episodes
+    from simeval.observers import RoundHook
+
+    policy = load_policy(str(ROOT / "results" / "reference") if policy_name == "reference" else policy_name)
+    seen: dict = {}
+    suite = Suite(name="bench", tasks=list(TASKS), robots=list(ROBOTS), perturbations=["nominal"],
+                  episodes=episodes, max_steps=120, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        request = RunRequest(suite=suite, policy=policy_name, out=Path(tmp) / "run", workers=2, video="none",
+                             progress=False, backend=backend)
+        run = run_episodes(request, policy, observers=[RoundHook(lambda pool, i: seen.setdefault("pool", pool))])
+    outcome, pool = run.outcome, seen["pool"]
+    row = {"episodes": len(run.specs), "env_steps": outcome.env_steps, "wall_s": outcome.wall_s,
+           "episodes_per_s": len(run.specs) / outcome.wall_s, "steps_per_s": outcome.env_steps / outcome.wall_s,
+           "records": {r["id"]: [r["success"], r["steps"]] for r in outcome.records}}
+    if backend == "ray":
+        row.update(replies=pool.replies, bytes_returned=pool.bytes_returned, bytes_sent=pool.bytes_sent,
+                   bytes_per_env_step=(pool.bytes_returned + pool.bytes_sent) / outcome.env_steps,
+                   bytes_per_reply=pool.bytes_returned / pool.replies)
+    return row
+
+
+def backends(args: argparse.Namespace) -> int:
+    """Local against Ray, alternating; see the module docstring."""
+    import statistics
+
+    import ray
+
+    load = os.getloadavg()
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    startup = time.perf_counter() - start
+    rows: dict[str, list] = {}
+    for round_ in range(args.rounds):
+        for policy in ("reference", "scripted"):
+            local, remote = bench_backend(policy, "local", args.episodes), bench_backend(policy, "ray", args.episodes)
+            assert local.pop("records") == remote.pop("records"), f"{policy}: Ray's records differ from the local pool's"
+            rows.setdefault(f"{policy}, local", []).append(local)
+            rows.setdefault(f"{policy}, ray", []).append(remote)
+            print(f"round {round_ + 1} {policy}: local {local['episodes_per_s']:.2f} ep/s, ray "
+                  f"{remote['episodes_per_s']:.2f} ep/s ({remote['episodes_per_s'] / local['episodes_per_s']:.2f}x), "
+                  f"{remote['bytes_per_env_step']:.0f} B per env step, {remote['bytes_per_reply']:.0f} B per reply",
+                  flush=True)
+    ray.shutdown()
+    median = {name: statistics.median(r["episodes_per_s"] for r in runs) for name, runs in rows.items()}
+    ratios = {policy: statistics.median(r["episodes_per_s"] / l["episodes_per_s"]
+                                        for l, r in zip(rows[f"{policy}, local"], rows[f"{policy}, ray"]))
+              for policy in ("reference", "scripted")}
+    summary = {"command": sys.argv, "load_before": [round(v, 2) for v in load], "cpu_count": os.cpu_count(),
+               "ray_init_s": startup, "median_episodes_per_s": median, "median_ray_over_local": ratios,
+               "records_identical": True, "rows": rows}
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
 def bench_limit() -> float:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_env import bench_robot
@@ -101,9 +175,13 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=4, help="episodes per task x robot (default 4)")
     parser.add_argument("--steps", type=int, default=60, help="steps per episode (default 60)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--backends", action="store_true", help="the local pool against the Ray pool instead")
+    parser.add_argument("--rounds", type=int, default=2, help="with --backends: rounds of alternating cases")
     args = parser.parse_args()
     if args.episodes < 1 or args.steps < 1:
         parser.error("--episodes and --steps must be >= 1")
+    if args.backends:
+        return backends(args)
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(f"{len(TASKS) * len(ROBOTS) * args.episodes} episodes of {args.steps} steps, both cameras at 128x128, "
           f"{os.cpu_count()} cores")

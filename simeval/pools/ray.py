@@ -36,6 +36,7 @@ class EnvActor:
     """One worker: its slots, their envs, one command at a time (a Ray actor class)."""
 
     def __init__(self, config: PoolConfig, slots: list[int]) -> None:
+        os.environ.update(threads.WORKER_THREADS)  # before the envs' GL contexts start their threads
         self._runner = SlotRunner(config, slots)
 
     def run(self, slot: int, command: Reset | Chunk) -> tuple[Reply, dict[str, np.ndarray]]:
@@ -103,7 +104,8 @@ class RayPool:
         self.images: dict[int, dict[str, np.ndarray]] = {s: {} for s in range(self.n_slots)}
         self.busy: set[int] = set()
         self.restarts = 0
-        self.bytes_returned = 0  # what crossed the object store, for benchmarks
+        self.bytes_returned = 0  # what crossed the object store, for benchmarks: replies and images
+        self.bytes_sent = 0  # and commands
         self.replies = 0
         self._pending: dict[Any, tuple[int, int]] = {}  # object ref -> (worker, slot)
         self._answered = [False] * config.workers
@@ -118,8 +120,7 @@ class RayPool:
         return list(range(worker * k, (worker + 1) * k))
 
     def _start(self, worker: int) -> Any:
-        options = {"runtime_env": {"env_vars": dict(threads.WORKER_THREADS)}}
-        return self._actor_class.options(**options).remote(self.config, self.slots_of(worker))
+        return self._actor_class.remote(self.config, self.slots_of(worker))
 
     def pid(self, worker: int) -> int:
         return self._ray.get(self._actors[worker].pid.remote())
@@ -132,6 +133,7 @@ class RayPool:
             assert slot not in self.busy, f"slot {slot} already has a command"
             worker = self.worker_of(slot)
             self._pending[self._actors[worker].run.remote(slot, command)] = (worker, slot)
+            self.bytes_sent += len(pickle.dumps(command))
             self.busy.add(slot)
 
     def collect(self) -> tuple[list[Reply], list[int]]:
@@ -141,17 +143,17 @@ class RayPool:
         refs = list(self._pending)
         if not refs:
             return [], []
-        ray.wait(refs, num_returns=1)
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # what has come in already
+        if not ready:
+            ray.wait(refs, num_returns=1)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         replies, dead = [], set()
-        for ref in ready:
+        for ref, answer in zip(ready, self._get(ready)):
             worker, slot = self._pending.pop(ref)
-            try:
-                reply, images = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                    ray.exceptions.ObjectLostError):
+            if answer is None:
                 dead.add(worker)
                 continue
+            reply, images = answer
             self.busy.discard(slot)
             self._answered[worker] = True
             if images:
@@ -162,6 +164,21 @@ class RayPool:
         for worker in sorted(dead):
             self._replace(worker)
         return replies, sorted(dead)
+
+    def _get(self, refs: list) -> list:
+        """The answers of ``refs`` (one call for all); None for those whose actor died."""
+        ray = self._ray
+        lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
+        try:
+            return ray.get(refs)
+        except lost:
+            answers = []
+            for ref in refs:
+                try:
+                    answers.append(ray.get(ref))
+                except lost:
+                    answers.append(None)
+            return answers
 
     def _replace(self, worker: int) -> None:
         if not self._answered[worker]:
