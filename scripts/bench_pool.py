@@ -19,7 +19,10 @@ time of the process and its workers over wall time x cores (``getrusage``).
 ``--backends``: the reference (both cameras at 128x128, chunks of 4) and the scripted experts on
 the same episodes (the four task x robot pairs above, nominal, ``--episodes`` each, the tasks' own
 step limits capped at 120), 2 workers, on the local pool and on the Ray pool, alternating, for
-``--rounds`` rounds; every Ray round must give the local per-episode records. Ray's start-up
+``--rounds`` rounds (the scripted experts on 4x the episodes: theirs are short); every Ray round
+must give the local per-episode records. Each case's time is reported whole (``episodes_per_s``,
+the pool's start included) and once running (``running_episodes_per_s``: from the first commands
+to the last episode's end). Ray's start-up
 (``ray.init`` with 2 CPUs) is timed apart; the actors' start is inside each Ray case, as the worker
 processes' start is inside each local one. Also: the bytes that cross Ray's object store per env
 step and per chunk (replies with their images, and commands), what a multi-node run pays on the
@@ -45,7 +48,7 @@ import envs  # noqa: E402,F401
 from envs.registration import env_id  # noqa: E402
 from policies.base import Batch, Policy  # noqa: E402
 from simeval.pools import PoolConfig  # noqa: E402
-from simeval.runner import rollout  # noqa: E402
+from simeval.runner import Observer, rollout  # noqa: E402
 from simeval.suites import Suite  # noqa: E402
 
 TASKS, ROBOTS = ("PutCubeOnPlate", "OpenDrawer"), ("Panda", "Piper")
@@ -101,25 +104,42 @@ def bench_async(episodes: int, steps: int, n_envs: int = 2) -> dict:
             "cores_busy": (_cpu() - cpu) / (wall * (os.cpu_count() or 1))}
 
 
+class _Clock(Observer):
+    """Notes when the first commands go out (the pool has started) and when the last episode ends
+    (before the pool closes), and keeps the pool."""
+
+    def __init__(self) -> None:
+        self.pool, self.first_round, self.last_end = None, 0.0, 0.0
+
+    def round(self, pool, index: int) -> None:
+        if index == 0:
+            self.pool, self.first_round = pool, time.perf_counter()
+
+    def finished(self, slot, episode, record) -> None:
+        self.last_end = time.perf_counter()
+
+
 def bench_backend(policy_name: str, backend: str, episodes: int) -> dict:
     """One case through the harness (``run_episodes``), as ``simeval run --backend`` runs it."""
     import tempfile
 
     from policies.loader import load_policy
     from simeval.harness import RunRequest, run_episodes
-    from simeval.observers import RoundHook
 
     policy = load_policy(str(ROOT / "results" / "reference") if policy_name == "reference" else policy_name)
-    seen: dict = {}
+    clock = _Clock()
     suite = Suite(name="bench", tasks=list(TASKS), robots=list(ROBOTS), perturbations=["nominal"],
                   episodes=episodes, max_steps=120, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         request = RunRequest(suite=suite, policy=policy_name, out=Path(tmp) / "run", workers=2, video="none",
                              progress=False, backend=backend)
-        run = run_episodes(request, policy, observers=[RoundHook(lambda pool, i: seen.setdefault("pool", pool))])
-    outcome, pool = run.outcome, seen["pool"]
-    row = {"episodes": len(run.specs), "env_steps": outcome.env_steps, "wall_s": outcome.wall_s,
-           "episodes_per_s": len(run.specs) / outcome.wall_s, "steps_per_s": outcome.env_steps / outcome.wall_s,
+        start = time.perf_counter()
+        run = run_episodes(request, policy, observers=[clock])
+    outcome, pool, n = run.outcome, clock.pool, len(run.specs)
+    row = {"episodes": n, "env_steps": outcome.env_steps, "wall_s": outcome.wall_s,
+           "episodes_per_s": n / outcome.wall_s, "steps_per_s": outcome.env_steps / outcome.wall_s,
+           "pool_start_s": clock.first_round - start,
+           "running_episodes_per_s": n / (clock.last_end - clock.first_round),
            "records": {r["id"]: [r["success"], r["steps"]] for r in outcome.records}}
     if backend == "ray":
         row.update(replies=pool.replies, bytes_returned=pool.bytes_returned, bytes_sent=pool.bytes_sent,
@@ -140,20 +160,21 @@ def backends(args: argparse.Namespace) -> int:
     startup = time.perf_counter() - start
     rows: dict[str, list] = {}
     for round_ in range(args.rounds):
-        for policy in ("reference", "scripted"):
-            local, remote = bench_backend(policy, "local", args.episodes), bench_backend(policy, "ray", args.episodes)
+        for policy, episodes in (("reference", args.episodes), ("scripted", 4 * args.episodes)):
+            local, remote = bench_backend(policy, "local", episodes), bench_backend(policy, "ray", episodes)
             assert local.pop("records") == remote.pop("records"), f"{policy}: Ray's records differ from the local pool's"
             rows.setdefault(f"{policy}, local", []).append(local)
             rows.setdefault(f"{policy}, ray", []).append(remote)
             print(f"round {round_ + 1} {policy}: local {local['episodes_per_s']:.2f} ep/s, ray "
                   f"{remote['episodes_per_s']:.2f} ep/s ({remote['episodes_per_s'] / local['episodes_per_s']:.2f}x), "
-                  f"{remote['bytes_per_env_step']:.0f} B per env step, {remote['bytes_per_reply']:.0f} B per reply",
-                  flush=True)
+                  f"{remote['bytes_per_env_step']:.0f} B per env step, {remote['bytes_per_reply']:.0f} B per reply; "
+                  f"pool start {local['pool_start_s']:.2f} s / {remote['pool_start_s']:.2f} s; once running "
+                  f"{local['running_episodes_per_s']:.2f} / {remote['running_episodes_per_s']:.2f} ep/s", flush=True)
     ray.shutdown()
     median = {name: statistics.median(r["episodes_per_s"] for r in runs) for name, runs in rows.items()}
-    ratios = {policy: statistics.median(r["episodes_per_s"] / l["episodes_per_s"]
-                                        for l, r in zip(rows[f"{policy}, local"], rows[f"{policy}, ray"]))
-              for policy in ("reference", "scripted")}
+    ratios = {f"{policy} ({key})": statistics.median(r[key] / l[key] for l, r in zip(rows[f"{policy}, local"],
+                                                                                     rows[f"{policy}, ray"]))
+              for policy in ("reference", "scripted") for key in ("episodes_per_s", "running_episodes_per_s")}
     summary = {"command": sys.argv, "load_before": [round(v, 2) for v in load], "cpu_count": os.cpu_count(),
                "ray_init_s": startup, "median_episodes_per_s": median, "median_ray_over_local": ratios,
                "records_identical": True, "rows": rows}

@@ -145,3 +145,18 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(address, message, tmp_pat
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
         assert not (tmp_path / "out").exists()
+
+
+def test_collect_on_ray_records_the_same_demonstrations(tmp_path):
+    import numpy as np
+
+    suite = _suite(tmp_path, SCRIPTED_SUITE)
+    for backend in ("local", "ray"):
+        assert main(["collect", "--suite", str(suite), "--robot", "Panda", "--tasks", "PushButton", "--workers", "2",
+                     "--out", str(tmp_path / backend), *(["--backend", "ray"] if backend == "ray" else [])]) == 0
+    local, remote = sorted((tmp_path / "local" / "demos").glob("*.npz")), sorted((tmp_path / "ray" / "demos").glob("*.npz"))
+    assert [p.name for p in local] == [p.name for p in remote] and len(local) == 3
+    for a, b in zip(local, remote):
+        with np.load(a) as x, np.load(b) as y:
+            for key in ("agentview", "wrist", "state", "action", "executed"):
+                np.testing.assert_array_equal(x[key], y[key])
