@@ -160,3 +160,14 @@ def test_collect_on_ray_records_the_same_demonstrations(tmp_path):
         with np.load(a) as x, np.load(b) as y:
             for key in ("agentview", "wrist", "state", "action", "executed"):
                 np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_ray_is_imported_only_for_the_ray_backend(tmp_path):
+    import subprocess
+
+    suite = _suite(tmp_path, SCRIPTED_SUITE)
+    code = ("import sys; from simeval.cli import main; "
+            f"assert main(['run', '--policy', 'random', '--suite', {str(suite)!r}, '--workers', '1', '--video', "
+            f"'none', '--out', {str(tmp_path / 'out')!r}]) == 0; assert 'ray' not in sys.modules, 'ray imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
