@@ -1,18 +1,27 @@
 """Regression check for CI: is a run's success rate lower than a baseline's, beyond chance?
 
 Every cell present in both results (overall, each ``by_level`` cell, each ``by_task_robot`` cell)
-gets a one-sided Fisher exact test. A cell regresses only when the drop is both unlikely under
-chance (p < alpha) and large enough to matter (baseline rate - run rate >= min_effect), so a
-small, noisy dip does not fail CI and a big drop seen on few episodes does not either.
+gets a one-sided test. A cell regresses only when the drop is both unlikely under chance
+(p < alpha) and large enough to matter (baseline rate - run rate >= min_effect), so a small, noisy
+dip does not fail CI and a big drop seen on few episodes does not either.
+
+- **Paired** (:func:`compare_paired`), when the baseline is a run directory whose episodes.jsonl
+  covers the run's episodes: a one-sided exact McNemar test on the episodes both ran, which only
+  the discordant episodes move. It detects smaller regressions at the same false-alarm rate.
+- **Unpaired** (:func:`compare`), for a stored summary baseline (counts only): a one-sided Fisher
+  exact test per cell.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from simeval.metrics import SCHEMA_ID
+from simeval.paired import PairedCounts, mcnemar_exact
+from simeval.records import cell_key, read_records, record_cell
 
 SECTIONS = ("by_level", "by_task_robot")  # besides "overall"
 METRIC_KEYS = ("overall", "by_dimension", "by_level", "by_task", "by_robot", "by_task_robot", "counts")
@@ -61,6 +70,7 @@ class CheckResult:
     min_effect: float
     missing_in_run: list[str] = field(default_factory=list)
     missing_in_baseline: list[str] = field(default_factory=list)
+    test: str = "one-sided Fisher"
 
     @property
     def regressed(self) -> list[CellComparison]:
@@ -92,12 +102,16 @@ def _cells(results: dict, what: str) -> dict[str, dict]:
     return {name: cell for name, cell in cells.items() if cell["n"]}
 
 
-def compare(run: dict, baseline: dict, alpha: float = 0.05, min_effect: float = 0.10) -> CheckResult:
-    """Test every cell present in both ``run`` and ``baseline`` (results.json dicts) for a drop."""
+def _check_settings(alpha: float, min_effect: float) -> None:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be within (0, 1), got {alpha}")
     if not 0 <= min_effect <= 1:
         raise ValueError(f"min_effect must be within [0, 1], got {min_effect}")
+
+
+def compare(run: dict, baseline: dict, alpha: float = 0.05, min_effect: float = 0.10) -> CheckResult:
+    """Test every cell present in both ``run`` and ``baseline`` (results.json dicts) for a drop."""
+    _check_settings(alpha, min_effect)
     run_cells, base_cells = _cells(run, "run"), _cells(baseline, "baseline")
     compared = []
     for name, base in base_cells.items():
@@ -112,6 +126,39 @@ def compare(run: dict, baseline: dict, alpha: float = 0.05, min_effect: float = 
     return CheckResult(compared, alpha, min_effect,
                        missing_in_run=[n for n in base_cells if n not in run_cells],
                        missing_in_baseline=[n for n in run_cells if n not in base_cells])
+
+
+def _record_cells(record: dict) -> list[str]:
+    """The check's cells an episode record belongs to (the names ``_cells`` gives them)."""
+    dimension, level = record_cell(record)
+    return ["overall", f"by_level[{cell_key(dimension, level)}]",
+            f"by_task_robot[{record.get('task')}/{record.get('robot')}]"]
+
+
+def compare_paired(run: list[dict], baseline: list[dict], alpha: float = 0.05,
+                   min_effect: float = 0.10) -> CheckResult:
+    """The paired check on two runs' episode records, over the episode ids both have: per cell, a
+    one-sided exact McNemar test that the run succeeds less often than the baseline. Errors count
+    as failures."""
+    _check_settings(alpha, min_effect)
+    ok = lambda r: bool(r.get("success")) and not r.get("error")  # noqa: E731
+    base = {r["id"]: r for r in baseline}
+    tables: dict[str, PairedCounts] = {}
+    for record in run:
+        other = base.get(record["id"])
+        if other is None:
+            continue
+        for cell in _record_cells(record):
+            tables[cell] = tables.get(cell, PairedCounts()).add(ok(record), ok(other))
+    compared = []
+    for name in sorted(tables, key=lambda n: (n != "overall", n)):
+        t = tables[name]
+        p = mcnemar_exact(t, alternative="less")
+        run_successes, base_successes = t.both + t.only_a, t.both + t.only_b
+        regressed = p < alpha and t.rate_b - t.rate_a >= min_effect - _EPS
+        compared.append(CellComparison(name, t.n, base_successes, t.rate_b, t.n, run_successes, t.rate_a, p,
+                                       regressed))
+    return CheckResult(compared, alpha, min_effect, test="one-sided exact McNemar (paired)")
 
 
 EPISODE_SET_KEYS = ("tasks", "robots", "perturbations", "episodes", "seed", "max_steps", "image_size")
@@ -151,7 +198,7 @@ def format_report(result: CheckResult) -> str:
         lines.append(f"not in run (not compared): {', '.join(result.missing_in_run)}")
     if result.missing_in_baseline:
         lines.append(f"not in baseline (not compared): {', '.join(result.missing_in_baseline)}")
-    rule = f"one-sided Fisher p < {result.alpha:g} and drop >= {result.min_effect * 100:.0f} pp"
+    rule = f"{result.test} p < {result.alpha:g} and drop >= {result.min_effect * 100:.0f} pp"
     if result.passed:
         lines.append(f"PASS: {len(result.cells)} cell(s) compared, none regressed ({rule})")
     else:
@@ -172,3 +219,17 @@ def baseline_from_results(results: dict) -> dict[str, Any]:
                                 "suite": suite, "policy": results.get("policy")}
     baseline.update({key: results[key] for key in METRIC_KEYS if key in results})
     return baseline
+
+
+def paired_records(run: Path, base_dir: Path | None) -> tuple[list[dict], list[dict]] | None:
+    """Both runs' episode records when the paired check applies: the baseline is a run directory
+    whose episodes.jsonl has every episode of the run's; None otherwise (the unpaired check)."""
+    logs = [run / "episodes.jsonl" if run.is_dir() else None, base_dir / "episodes.jsonl" if base_dir else None]
+    if not all(log is not None and log.is_file() for log in logs):
+        return None
+    run_records, base_records = read_records(logs[0]), read_records(logs[1])
+    missing = {r["id"] for r in run_records} - {r["id"] for r in base_records}
+    if missing or not run_records:
+        print(f"--baseline's episodes.jsonl lacks {len(missing)} of the run's episodes: unpaired check")
+        return None
+    return run_records, base_records

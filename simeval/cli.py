@@ -1,5 +1,5 @@
-"""The ``simeval`` command line: ``run``, ``serve``, ``check``, ``collect``, ``train``, ``finetune``, ``list``,
-``render-tasks``, ``gallery``.
+"""The ``simeval`` command line: ``run``, ``serve``, ``check``, ``compare``, ``collect``, ``train``, ``finetune``,
+``list``, ``render-tasks``, ``gallery``.
 
 Bad input gets one line on stderr naming what is wrong and what is valid, and exit code 2.
 """
@@ -50,18 +50,9 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _backend(args: argparse.Namespace) -> dict:
-    """The run's backend settings, checked before anything is written: a missing Ray, an address
-    nothing listens on or no cluster there is one line and exit code 2."""
-    if args.backend not in ("local", "ray"):
-        raise UsageError(f"unknown --backend {args.backend!r}; valid backends: local, ray")
-    if args.backend == "local":
-        if args.ray_address is not None:
-            raise UsageError("--ray-address applies to --backend ray")
-        return {}
-    from simeval.pools.ray import connect
+    from simeval.pools import backend_settings
 
-    connect(args.ray_address, args.workers)  # Ray starts (or joins the cluster) here, once
-    return {"backend": "ray", "ray_address": args.ray_address}
+    return backend_settings(args.backend, args.ray_address, args.workers)
 
 
 def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
@@ -144,12 +135,20 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="fail when a run's success rates fell below a baseline's")
     check.add_argument("--run", type=Path, required=True, help="a run directory (or its results.json)")
-    check.add_argument("--baseline", type=Path, required=True, help="baseline JSON (a results.json works too)")
+    check.add_argument("--baseline", type=Path, required=True, help="baseline JSON (a results.json works too), or "
+                                                                    "a run directory: then the check is paired")
     check.add_argument("--update", action="store_true", help="write the run as the new baseline instead")
     check.add_argument("--alpha", type=float, default=0.05, help="one-sided significance (default 0.05)")
     check.add_argument("--min-effect", type=float, default=0.10, help="smallest drop that counts (default 0.10)")
     check.add_argument("--allow-different-suite", action="store_true",
                        help="compare a run of another suite or episode set on the cells both have")
+
+    cmp = sub.add_parser("compare", help="paired comparison of runs over the episodes they share")
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="a run directory, or NAME=RUN1,RUN2,... to pool the "
+                                                            "runs (seeds) of one method")
+    cmp.add_argument("--out", type=Path, default=None, help="where compare.{json,md,png} go (default "
+                                                            "runs/compare-A-vs-B)")
+    cmp.add_argument("--levels", action="store_true", help="also compare each perturbation level")
 
     lst = sub.add_parser("list", help="list environments, tasks, robots or suites")
     lst.add_argument("what", choices=("envs", "tasks", "robots", "suites"))
@@ -401,12 +400,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from simeval.compare import compare_methods, default_out, format_markdown, parse_method, write_outputs
+
+    methods = [parse_method(text) for text in args.runs]
+    result = compare_methods(methods, levels=args.levels)
+    paths = write_outputs(result, args.out or default_out(methods))
+    print(format_markdown(result))
+    print(f"wrote {', '.join(map(str, paths))}")
+    return 0
+
+
 def _fail(message: str):
     raise UsageError(message)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from simeval.check import baseline_from_results, compare, format_report, suite_mismatch
+    from simeval.check import (baseline_from_results, compare, compare_paired, format_report, paired_records,
+                               suite_mismatch)
     from simeval.rundir import check_out_path
 
     path = args.run / "results.json" if args.run.is_dir() else args.run
@@ -421,12 +432,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 0
     if not 0 < args.alpha < 1 or not 0 <= args.min_effect < 1:
         raise UsageError(f"--alpha must be in (0, 1) and --min-effect in [0, 1), got {args.alpha}, {args.min_effect}")
-    baseline = _read_json(args.baseline, "--baseline")
+    base_dir = args.baseline if args.baseline.is_dir() else None
+    baseline = _read_json(base_dir / "results.json" if base_dir else args.baseline, "--baseline")
     mismatch = suite_mismatch(run, baseline)
     if mismatch and not args.allow_different_suite:
         raise UsageError(f"--run and --baseline are not runs of the same episodes: {mismatch}; pass "
                          f"--allow-different-suite to compare the cells both have")
-    result = compare(run, baseline, alpha=args.alpha, min_effect=args.min_effect)
+    records = paired_records(args.run, base_dir)
+    if records is not None:
+        result = compare_paired(*records, alpha=args.alpha, min_effect=args.min_effect)
+    else:
+        result = compare(run, baseline, alpha=args.alpha, min_effect=args.min_effect)
     if mismatch:
         print(f"different suites or episodes ({mismatch}); comparing only the {len(result.cells)} cell(s) both "
               f"have: {', '.join(c.name for c in result.cells) or 'none'}")
@@ -450,7 +466,7 @@ def _read_json(path: Path, flag: str) -> dict:
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
             "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train,
-            "finetune": _cmd_finetune, "serve": _cmd_serve}
+            "finetune": _cmd_finetune, "serve": _cmd_serve, "compare": _cmd_compare}
 
 
 def one_line(err: BaseException) -> str:

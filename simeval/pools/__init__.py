@@ -42,6 +42,22 @@ class Pool(Protocol):
     def __exit__(self, *exc) -> None: ...
 
 
+def backend_settings(backend: str, ray_address: str | None, workers: int) -> dict:
+    """A run's ``backend`` and ``ray_address`` (RunRequest fields), checked before anything is
+    written: a missing Ray, an address nothing listens on or no cluster there is a one-line
+    ``ValueError``. Ray starts (or joins its cluster) here, once."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"unknown --backend {backend!r}; valid backends: local, ray")
+    if backend == "local":
+        if ray_address is not None:
+            raise ValueError("--ray-address applies to --backend ray")
+        return {}
+    from simeval.pools.ray import connect
+
+    connect(ray_address, workers)
+    return {"backend": "ray", "ray_address": ray_address}
+
+
 def make_pool(config: PoolConfig) -> Pool:
     """The pool ``config.backend`` names."""
     if config.backend == "ray":
