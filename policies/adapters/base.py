@@ -2,7 +2,8 @@
 
 * **targets**: ``nn.Linear`` modules chosen by a regular expression on their full name, within the
   chosen module groups (``vision``, ``language``, ``fusion``, ``action_expert``: the first component
-  of a parameter name in :class:`policies.vla.model.VLA`);
+  of a parameter name in :class:`policies.vla.model.VLA`; in a transformers backbone, the submodule
+  a name passes through, see :data:`GROUP_ALIASES`);
 * **inject**: each target is replaced by an :class:`AdapterLayer` that keeps it as ``base_layer`` and
   adds to its output;
 * **one rule for what trains**: everything is frozen, then the parameters an adapter layer lists in
@@ -23,13 +24,30 @@ import torch.nn as nn
 
 Tensor = torch.Tensor
 GROUPS = ("vision", "language", "fusion", "action_expert")
-# attention and MLP projections of the transformers (vision's learned merge conv is not a Linear)
-DEFAULT_TARGETS = r".*\.(q_proj|k_proj|v_proj|o_proj|up_proj|down_proj)"
+# attention and MLP projections of the transformers (vision's learned merge conv is not a Linear); out_proj,
+# gate_proj, fc1 and fc2 are those of SmolVLM (its SigLIP-style vision tower, its Llama text MLP): the
+# reference VLA has no Linear of those names, so its targets are the same with or without them
+DEFAULT_TARGETS = r".*\.(q_proj|k_proj|v_proj|o_proj|out_proj|gate_proj|up_proj|down_proj|fc1|fc2)"
+# A transformers backbone's names do not start with a group: its group is that of the first alias (in
+# this order) among a name's components. For SmolVLM (SmolVLA's backbone): the vision tower and the
+# connector that projects its tokens into the text width are vision, the text decoder that runs over
+# [image; text] tokens is the fusion trunk, and its token embeddings and LM head are language.
+GROUP_ALIASES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("vision", frozenset({"vision_model", "connector"})),
+    ("language", frozenset({"embed_tokens", "lm_head"})),
+    ("fusion", frozenset({"text_model"})),
+)
 
 
 def group_of(name: str) -> str:
-    """Module group of a parameter or module name (its first component)."""
-    return name.split(".", 1)[0]
+    """Module group of a parameter or module name: its first component when that is a group (the
+    reference VLA), else the group of its first alias in :data:`GROUP_ALIASES` (a transformers
+    backbone), else its first component (in no group)."""
+    first = name.split(".", 1)[0]
+    if first in GROUPS:
+        return first
+    parts = set(name.split("."))
+    return next((group for group, aliases in GROUP_ALIASES if parts & aliases), first)
 
 
 def check_groups(groups: Sequence[str]) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 What is released, per group (see ``common``): blocks ``L-k .. L-1`` of its ModuleList, and the
 parameters applied after its last block, which would otherwise be frozen between trained blocks and
-the loss: ``vision.camera_embed``; ``fusion.norm``; ``action_expert.norm`` and ``action_expert.head``.
+the loss: ``vision.camera_embed``; ``fusion.norm``; ``action_expert.norm`` and ``action_expert.head``
+(transformers' SmolVLM: the vision tower's ``post_layernorm`` and the ``connector``; the text ``norm``).
 The conv stages are not counted as layers (they change resolution); ``config.trainable`` adds more.
 """
 
@@ -16,7 +17,7 @@ import torch.nn as nn
 
 from policies.adapters.base import mark_trainable
 from policies.adapters.config import AdapterConfig, require
-from policies.adapters.layers.common import LAYER_LISTS, TAILS, check_layer_groups, layer_lists
+from policies.adapters.layers.common import LAYER_GROUPS, TAILS, check_layer_groups, layer_lists
 
 CAN_MERGE = False
 
@@ -24,7 +25,7 @@ CAN_MERGE = False
 @dataclass
 class Config(AdapterConfig):
     layers: int = 1  # k: blocks trained at the end of each chosen group
-    groups: tuple[str, ...] = tuple(LAYER_LISTS)  # language has no layers
+    groups: tuple[str, ...] = LAYER_GROUPS  # language has no layers
 
     def __post_init__(self) -> None:
         super().__post_init__()

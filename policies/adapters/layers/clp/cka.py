@@ -41,26 +41,34 @@ def layer_similarities(model: nn.Module, batch: dict[str, Any],
     tokens (the block's mask, its second argument) are left out. The batch runs through
     ``model.loss`` when it has actions, else ``model.predict``; only the first call of each block is
     used (predict runs the action expert once per flow step), in eval mode (no dropout).
+    A transformers model (no ``predict``) runs as ``model(**batch)``; its blocks take
+    ``hidden_states`` and no [B, Q] token mask, so all their tokens count.
     """
     lists = layer_lists(model, groups)
     caught: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
 
     def hook(key: tuple[str, int]):
-        def catch(_: nn.Module, args: tuple, output: Tensor) -> None:
+        def catch(_: nn.Module, args: tuple, kwargs: dict, output: Tensor | tuple) -> None:
             if key not in caught:
-                x, mask = args[0], args[1]  # [B, Q, D], [B, Q] bool
-                caught[key] = (x[mask], output[mask])  # valid tokens only: [n, D] each
+                x = args[0] if args else kwargs["hidden_states"]  # [B, Q, D]
+                y = output[0] if isinstance(output, tuple) else output  # [B, Q, D]
+                mask = args[1] if len(args) > 1 else None  # [B, Q] bool in the reference's blocks
+                if not (isinstance(mask, Tensor) and mask.dtype == torch.bool and mask.shape == x.shape[:2]):
+                    mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+                caught[key] = (x[mask], y[mask])  # valid tokens only: [n, D] each
         return catch
 
-    handles = [layer.register_forward_hook(hook((group, i)))
+    handles = [layer.register_forward_hook(hook((group, i)), with_kwargs=True)
                for group, (_, layers) in lists.items() for i, layer in enumerate(layers)]
     was_training = model.training
     model.eval()
     try:
         if "actions" in batch:
             model.loss(batch)
-        else:
+        elif hasattr(model, "predict"):
             model.predict(batch)
+        else:
+            model(**batch)
     finally:
         model.train(was_training)
         for handle in handles:
