@@ -83,17 +83,25 @@ def finetune(base: Path, method_name: str, options: dict[str, Any], data: list[P
     return summary
 
 
+AUXILIARY_DIR = "auxiliary"  # inside the extraction folder: the auxiliary-objective fine-tune, a checkpoint
+
+
 def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path, device: torch.device) -> Path:
     """CapVector's two fine-tunes of ``base`` with identical settings (plain SFT, and SFT plus the
-    auxiliary objective); the difference of their weights is saved as the capability vector."""
+    auxiliary objective); the difference of their weights is saved as the capability vector. The
+    auxiliary fine-tune is also kept as a checkpoint (``out/auxiliary``), so that it can be
+    evaluated itself, and each fine-tune's wall seconds go to ``out/extraction.json``: CapVector
+    claims the merged model reaches the auxiliary model's success at plain fine-tuning's cost."""
     from policies.adapters.base import mark_trainable
     from policies.adapters.capvector import AuxiliaryHead, auxiliary_loss, capability_vector, save_vector
-    from policies.vla.checkpoint import load_checkpoint
+    from policies.vla.checkpoint import load_checkpoint, save_checkpoint
 
-    weights = {}
+    weights, seconds = {}, {}
     for name in ("ft", "ao"):
         torch.manual_seed(cfg.seed)
-        model = load_checkpoint(base).model.to(device).train()
+        started = time.perf_counter()
+        checkpoint = load_checkpoint(base)
+        model = checkpoint.model.to(device).train()
         mark_trainable(model, (".*",))
         params = list(model.parameters())
         head = None
@@ -107,7 +115,13 @@ def extract_vector(base: Path, demos: Any, cfg: TrainConfig, out: Path, device: 
         extra = (lambda batch, m=model, h=head: {"aux": auxiliary_loss(m, h, batch, demos)}) if head else None
         fit(model, optimizer, demos, cfg, model.config.chunk, device, rng, generator, 0,
             out / f"metrics_{name}.jsonl", extra_losses=extra)
+        seconds[name] = round(time.perf_counter() - started, 1)
         weights[name] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if name == "ao":  # the policy without its head: what the auxiliary objective taught the trunk
+            save_checkpoint(out / AUXILIARY_DIR, model.eval(), model.config, checkpoint.tokenizer,
+                            {**checkpoint.extra, "capvector_auxiliary": {"steps": cfg.steps, "seconds": seconds[name]}})
     path = out / "capability_vector.safetensors"
     save_vector(capability_vector(weights["ft"], weights["ao"]), path)
+    (out / "extraction.json").write_text(json.dumps({"plain_seconds": seconds["ft"], "auxiliary_seconds": seconds["ao"],
+                                                     "steps": cfg.steps, "auxiliary": AUXILIARY_DIR}, indent=1) + "\n")
     return path

@@ -64,6 +64,12 @@ def test_every_method_gives_a_policy(setup, method):
                   wrist=rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
     actions = policy.act(batch)
     assert actions.shape == (2, 2, 7) and np.isfinite(actions).all()
+    if method == "capvector":  # the auxiliary fine-tune is kept, to be evaluated itself, with its cost
+        extraction = json.loads((setup / method / "capvector" / "extraction.json").read_text())
+        assert extraction["plain_seconds"] > 0 and extraction["auxiliary_seconds"] > 0
+        auxiliary = load_policy(str(setup / method / "capvector" / "auxiliary"))
+        assert auxiliary.act(batch).shape == (2, 2, 7)
+        assert not np.allclose(auxiliary.act(batch), load_policy(str(setup / "base" / "final")).act(batch))
 
 
 def test_adapted_checkpoint_runs_in_the_harness(setup, lora_dir):
