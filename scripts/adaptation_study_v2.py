@@ -159,6 +159,97 @@ def _evaluate(policy: Path, out: Path, spec: Setting, workers: int) -> dict[str,
             "steps": [r["steps"] for r in records], "errors": {r["id"]: r["error"] for r in records if r["error"]}}
 
 
+def load_stages(results: Path) -> list[dict[str, Any]]:
+    return [json.loads(f.read_text()) for f in sorted((results / "stages").rglob("*.json"))]
+
+
+def _outcomes(evaluation: dict[str, Any]) -> dict[str, tuple[bool, dict]]:
+    """{episode id: (success, a record with the id's variant)}: what ``simeval.compare`` pairs."""
+    return {i: (bit == "1", {"id": i, "perturbation": i.split("/")[2]})
+            for i, bit in zip(evaluation["ids"], evaluation["success"])}
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per setting and method: success pooled over seeds, overall and per dimension, with Wilson
+    intervals; each seed's rate, their mean and spread; and paired comparisons of the overall
+    rate, pooled over the seeds both methods have (the base's one run pairs with each), against full
+    fine-tuning and against LoRA at the small budget, Holm-adjusted over each setting's family."""
+    import statistics
+
+    from simeval.compare import compare_outcomes
+    from simeval.metrics import wilson_interval
+    from simeval.paired import holm
+    from simeval.records import variant_cell
+
+    out: dict[str, Any] = {}
+    for setting in sorted({r["setting"] for r in records}):
+        groups: dict[str, list[dict]] = {}
+        for r in records:
+            if r["setting"] == setting:
+                groups.setdefault(r["label"], []).append(r)
+                if "auxiliary" in r:
+                    groups.setdefault("capvector-auxiliary", []).append({**r, "eval": r["auxiliary"]["eval"]})
+        rows = {}
+        for label, runs in groups.items():
+            dims: dict[str, list[int]] = {}
+            for run in runs:
+                for i, bit in zip(run["eval"]["ids"], run["eval"]["success"]):
+                    dims.setdefault(variant_cell(i.split("/")[2])[0], []).append(bit == "1")
+            rates = [run["eval"]["successes"] / run["eval"]["n"] for run in runs]
+            cell = lambda oks: {"n": len(oks), "successes": sum(oks), "rate": sum(oks) / len(oks),  # noqa: E731
+                                "ci95": list(wilson_interval(sum(oks), len(oks)))}
+            rows[label] = {"seeds": sorted(run["seed"] for run in runs), "overall": cell([o for v in dims.values() for o in v]),
+                           "dimensions": {d: cell(v) for d, v in dims.items()}, "seed_rates": rates,
+                           "mean": statistics.mean(rates), "spread": statistics.stdev(rates) if len(rates) > 1 else None,
+                           "share": runs[0]["trainable"] / runs[0]["total"] if "trainable" in runs[0] else None,
+                           "train_seconds": statistics.mean(r.get("train_seconds", 0) + r.get("vector_seconds", 0)
+                                                            for r in runs)}
+        comparisons = []
+        for a, b in _pairs(list(groups)):
+            seeds = {k: {r["seed"]: r for r in groups[k]} for k in (a, b)}
+            shared = sorted(set(seeds[a]) & set(seeds[b])) or sorted(seeds[a] if len(seeds[b]) == 1 else seeds[b])
+            pick = lambda k, s: seeds[k][s] if s in seeds[k] else next(iter(seeds[k].values()))  # noqa: E731
+            pooled = {k: [_outcomes(pick(k, s)["eval"]) for s in shared] for k in (a, b)}
+            comparisons += compare_outcomes(pooled)["comparisons"]
+        for comp, adjusted in zip(comparisons, holm([c["cells"][0]["p_value"] for c in comparisons])):
+            comp["cells"] = comp["cells"][:1]  # overall, pooled over the seeds both have
+            comp["cells"][0]["p_holm"] = adjusted
+        out[setting] = {"methods": rows, "comparisons": comparisons}
+    return out
+
+
+def _pairs(labels: list[str]) -> list[tuple[str, str]]:
+    """Every method against full fine-tuning and against LoRA at the small budget, each pair once."""
+    pairs: list[tuple[str, str]] = []
+    for ref in ("full", "lora@small"):
+        for label in labels:
+            if ref in labels and label != ref and (ref, label) not in pairs:
+                pairs.append((label, ref))
+    return pairs
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Adaptation study v2: progress", ""]
+    for setting, block in summary.items():
+        lines += [f"## {setting}", "", "| method | seeds | % trainable | train s | overall (pooled) [95% CI] | per seed |",
+                  "|---|---|---:|---:|---:|---|"]
+        for label, row in block["methods"].items():
+            share = "—" if row["share"] is None else f"{100 * row['share']:.2f}"
+            low, high = row["overall"]["ci95"]
+            lines.append(f"| {label} | {','.join(map(str, row['seeds']))} | {share} | {row['train_seconds']:.0f} | "
+                         f"{100 * row['overall']['rate']:.1f} [{100 * low:.0f}-{100 * high:.0f}] (n={row['overall']['n']}) | "
+                         f"{', '.join(f'{100 * r:.0f}' for r in row['seed_rates'])} |")
+        if block["comparisons"]:
+            lines += ["", "| paired | n | difference [95% CI] | p | p (Holm) |", "|---|---:|---:|---:|---:|"]
+            for comp in block["comparisons"]:
+                c = comp["cells"][0]
+                lines.append(f"| {comp['a']} - {comp['b']} | {c['n']} | {100 * c['difference']:+.1f} "
+                             f"[{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}] | {c['p_value']:.3g} | "
+                             f"{c['p_holm']:.3g} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, default=ROOT / "results" / "reference")
@@ -170,11 +261,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--stages", type=int, default=None, help="run at most this many missing stages, then stop")
     parser.add_argument("--list", action="store_true", help="list the stages, done or not, and stop")
+    parser.add_argument("--summary", action="store_true", help="tables and paired comparisons of the stages done "
+                        "so far, to <results>/summary.{md,json}, and stop")
     parser.add_argument("--quick", action="store_true", help="tiny smoke version: one seed, 4 steps, level 3, "
                         "2 tasks, 15-step episodes")
     args = parser.parse_args()
     if args.quick:
         args.batch, args.demos, args.workers = 8, 2, 1
+    if args.summary:
+        summary = summarize(load_stages(args.results))
+        (args.results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        (args.results / "summary.md").write_text(summary_markdown(summary))
+        print(summary_markdown(summary))
+        return
     stages = plan(args.base, args.quick)
     done = [s for s in stages if stage_file(args.results, s).is_file()]
     if args.list:

@@ -78,6 +78,9 @@ def _cells(record: dict, levels: bool) -> list[str]:
     return out
 
 
+Outcomes = dict[str, tuple[bool, dict]]  # episode id -> (success, its record)
+
+
 def compare_methods(methods: list[Method], levels: bool = False) -> dict[str, Any]:
     """Every pair of methods, cell by cell (see the module docstring); a JSON-ready dict."""
     if len(methods) < 2:
@@ -85,9 +88,21 @@ def compare_methods(methods: list[Method], levels: bool = False) -> dict[str, An
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise CompareError(f"method names must differ, got {', '.join(names)} (name them: NAME=RUN,...)")
-    outcomes = {m.name: [_outcomes(run) for run in m.runs] for m in methods}
+    result = compare_outcomes({m.name: [_outcomes(run) for run in m.runs] for m in methods}, levels)
+    result["methods"] = {m.name: [str(r) for r in m.runs] for m in methods}
+    return result
+
+
+def compare_outcomes(outcomes: dict[str, list[Outcomes]], levels: bool = False,
+                     pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The comparisons of :func:`compare_methods` from outcomes already read: method name -> one
+    ``{episode id: (success, record)}`` per run. ``pairs`` limits which methods are compared (every
+    pair by default)."""
+    methods = [Method(name, tuple(Path(f"run{k}") for k in range(len(runs)))) for name, runs in outcomes.items()]
+    by_name = {m.name: m for m in methods}
+    chosen = [(by_name[a], by_name[b]) for a, b in pairs] if pairs else list(itertools.combinations(methods, 2))
     comparisons = []
-    for a, b in itertools.combinations(methods, 2):
+    for a, b in chosen:
         runs = outcomes[a.name] + outcomes[b.name]
         shared = sorted(set.intersection(*(set(o) for o in runs)))
         if not shared:
@@ -104,7 +119,7 @@ def compare_methods(methods: list[Method], levels: bool = False) -> dict[str, An
     family = [c for comp in comparisons for c in comp["cells"]]
     for cell, adjusted in zip(family, holm([c["p_value"] for c in family])):
         cell["p_holm"] = adjusted
-    return {"schema": SCHEMA, "methods": {m.name: [str(r) for r in m.runs] for m in methods},
+    return {"schema": SCHEMA, "methods": {m.name: [f"{len(m.runs)} run(s)"] for m in methods},
             "interval": INTERVAL, "test": TEST,
             "adjustment": f"Holm over all {len(family)} comparisons in this file (every pair of methods x cell)",
             "comparisons": comparisons}

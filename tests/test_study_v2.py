@@ -43,3 +43,13 @@ def test_quick_study_v2_runs_stops_and_resumes(tmp_path):
     assert capvector["vector_seconds"] > 0 and capvector["auxiliary"]["eval"]["n"] == capvector["eval"]["n"]
     assert capvector["auxiliary"]["auxiliary_seconds"] > 0
     assert stage("multi/capvector/seed0")["vector_seconds"] == 0  # the single-task seed's vector, reused
+
+    subprocess.run([*common, "--summary"], check=True, capture_output=True, cwd=tmp_path)
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    single = summary["single"]
+    assert set(single["methods"]) >= {"none", "full", "lora@small", "capvector", "capvector-auxiliary"}
+    assert single["methods"]["lora@small"]["overall"]["n"] == lora["eval"]["n"]
+    pairs = {(c["a"], c["b"]) for c in single["comparisons"]}
+    assert ("gse@small", "full") in pairs and ("gse@small", "lora@small") in pairs and ("full", "lora@small") not in pairs
+    assert all("p_holm" in c["cells"][0] for c in single["comparisons"])
+    assert "| paired |" in (tmp_path / "results" / "summary.md").read_text()
