@@ -201,7 +201,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             rows[label] = {"seeds": sorted(run["seed"] for run in runs), "overall": cell([o for v in dims.values() for o in v]),
                            "dimensions": {d: cell(v) for d, v in dims.items()}, "seed_rates": rates,
                            "mean": statistics.mean(rates), "spread": statistics.stdev(rates) if len(rates) > 1 else None,
-                           "share": runs[0]["trainable"] / runs[0]["total"] if "trainable" in runs[0] else None,
+                           "share": runs[0]["trainable"] / base_total(records) if "trainable" in runs[0] else None,
                            "train_seconds": statistics.mean(r.get("train_seconds", 0) + r.get("vector_seconds", 0)
                                                             for r in runs)}
         comparisons = []
@@ -216,6 +216,13 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             comp["cells"][0]["p_holm"] = adjusted
         out[setting] = {"methods": rows, "comparisons": comparisons}
     return out
+
+
+def base_total(records: list[dict[str, Any]]) -> int:
+    """The base model's parameters (what full fine-tuning trains): shares are of the base, as the
+    budgets are (an adapted model's own total also counts its adapter)."""
+    full = [r for r in records if r["method"] == "full" and "trainable" in r]
+    return full[0]["trainable"] if full else max(r.get("total", 1) for r in records)
 
 
 def _pairs(labels: list[str]) -> list[tuple[str, str]]:
