@@ -114,6 +114,7 @@ class _Clock(Observer):
     def round(self, pool, index: int) -> None:
         if index == 0:
             self.pool, self.first_round = pool, time.perf_counter()
+            pool.measure = True  # the Ray pool counts the bytes it moves only when asked
 
     def finished(self, slot, episode, record) -> None:
         self.last_end = time.perf_counter()

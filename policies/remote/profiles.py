@@ -13,6 +13,7 @@ actions. Add a profile by writing one more dataclass here and an entry in :data:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -108,31 +109,31 @@ def resize_with_pad(image: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class IOProfile:
-    """The conversions one wire format needs; subclasses override all four."""
+class IOProfile(ABC):
+    """The conversions one wire format needs; a profile implements all of them."""
 
     name: str = "base"
     carries_privileged: bool = False  # whether simulator state (the scripted experts' input) goes across
 
+    @abstractmethod
     def observation_spec(self, metadata: Mapping) -> ObservationSpec:
         """What the client renders for a server with ``metadata``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, obs: SlotObservation) -> dict:
         """Client: the request for one slot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, request: Mapping, spec: ObservationSpec) -> SlotObservation:
         """Server: a request as simeval's observation, images at ``spec``'s size."""
-        raise NotImplementedError
 
+    @abstractmethod
     def actions_to_wire(self, chunk: np.ndarray) -> np.ndarray:
         """Server: a (H, 7) simeval chunk as the reply's ``actions``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def actions_from_wire(self, actions: np.ndarray) -> np.ndarray:
         """Client: the reply's ``actions`` as a (H, 7) simeval chunk; ``ProfileError`` naming a bad shape."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,9 @@ class RayPool:
         self.images: dict[int, dict[str, np.ndarray]] = {s: {} for s in range(self.n_slots)}
         self.busy: set[int] = set()
         self.restarts = 0
-        self.bytes_returned = 0  # what crossed the object store, for benchmarks: replies and images
-        self.bytes_sent = 0  # and commands
+        self.measure = False  # benchmarks set it: count the bytes that cross the object store (pickles each)
+        self.bytes_returned = 0  # replies and images
+        self.bytes_sent = 0  # commands
         self.replies = 0
         self._pending: dict[Any, tuple[int, int]] = {}  # object ref -> (worker, slot)
         self._answered = [False] * config.workers
@@ -133,7 +134,8 @@ class RayPool:
             assert slot not in self.busy, f"slot {slot} already has a command"
             worker = self.worker_of(slot)
             self._pending[self._actors[worker].run.remote(slot, command)] = (worker, slot)
-            self.bytes_sent += len(pickle.dumps(command))
+            if self.measure:
+                self.bytes_sent += len(pickle.dumps(command))
             self.busy.add(slot)
 
     def collect(self) -> tuple[list[Reply], list[int]]:
@@ -159,7 +161,8 @@ class RayPool:
             if images:
                 self.images[slot] = images
             self.replies += 1
-            self.bytes_returned += sum(a.nbytes for a in images.values()) + len(pickle.dumps(reply))
+            if self.measure:
+                self.bytes_returned += sum(a.nbytes for a in images.values()) + len(pickle.dumps(reply))
             replies.append(reply)
         for worker in sorted(dead):
             self._replace(worker)
