@@ -1,49 +1,109 @@
 """The cross-embodiment adaptation study: the reference VLA, pretrained on the Panda only, adapted to
-the unseen PiPER with every method on the same demonstrations and step budget, then evaluated
-zero-shot on the PiPER ``perturb`` suite. One command (1 h 52 min measured on 2 CPU cores by default):
+the unseen PiPER by every method at matched budgets and three training seeds, then evaluated on the
+PiPER perturb suite with the power to separate the methods. Resumable stage by stage, across sessions.
 
-    python scripts/adaptation_study.py [--quick] [--methods lora,gse] [--steps 600] [--mt-steps 1200]
-    python scripts/adaptation_study.py --plot-only     # redraw the PNG from results/adaptation_study.json
+    python scripts/adaptation_study.py [--stages 5] [--list] [--quick]
+    python scripts/adaptation_study.py --report    # tables, claims and plots from the stages done so far
 
-1. PiPER demonstrations, collected once (``simeval collect --suite nominal --robot Piper --seed 7``,
-   so no demonstration is an evaluation episode: the built-in suites use seed 0);
-2. single-task: each method adapts the base on one task's demonstrations (``--task``) and is evaluated
-   on that task under nominal and every perturbation dimension at levels 1-5;
-3. multi-task: each method adapts on all tasks at once and is evaluated on all tasks under nominal and
-   every dimension at level 3 (the setting in which LoRA-SP reports its largest gain over LoRA);
-4. the unadapted base ("none") is evaluated too: the zero-shot floor.
-CapVector extracts its vector once, in the single-task setting, and multi-task merges the same vector.
-Everything goes to ``--work`` (default runs/study; finished steps are skipped when re-run) and the
-tables and plot to ``results/adaptation_study.{md,json,png}``. ``--quick`` is a tiny smoke version.
+What runs (each a *stage*: adapt the reference to the PiPER with one method and seed, then evaluate it):
+- **single task** (PutCubeOnPlate, 600 steps): nominal and every dimension at levels 1-5, 5 episodes
+  per cell (n = 180). The PEFT methods at two matched budgets, a small one (VLA-GSE's 2.51% of the
+  base's parameters) and a large one (15%), with each method's own knob set by
+  ``policies.adapters.budget``; full fine-tuning, CLP and CapVector as they are, and CapVector's
+  auxiliary-objective fine-tune evaluated itself. Three seeds each (adapter initialisation and
+  data order). A rank sweep, one seed: LoRA against LoRA-SP at rank or bank 4, 16 and 64.
+- **multi-task** (all ten tasks, 1,200 steps): nominal and levels 1-5, one episode per task and cell
+  (n = 360), the PEFT methods at the small budget only. CapVector merges the vector its single-task
+  stage of the same seed extracted (re-extracted with that seed when this checkout lacks it), as the
+  paper extracts once on a small task set.
+- the unadapted base in both settings: the zero-shot floor.
+
+The demonstrations are collected once (``simeval collect --suite nominal --robot Piper --seed 7``,
+so none is an evaluation episode: the suites use seed 0). Every finished stage writes one small file
+under ``<results>/stages/``: its options, parameter counts, timings and every episode's outcome.
+Those files are committed, so a later checkout (which has no ``runs/``) resumes where this one
+stopped. ``--report`` writes ``<results>.{md,json,png}``, ``<results>_paired.png`` and
+``<results>_rank.png`` from those files alone (see ``study_report``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from policies.adapters.registry import PACKAGES  # noqa: E402
+BUDGETS = {"small": 0.0251, "large": 0.15}
+PEFT = ("lora", "lora_sp", "gse", "last_k")
+SEEDS = (0, 1, 2)
+SWEEP = (4, 16, 64)
 
-DIMENSIONS = ("nominal", "camera", "robot_init", "language", "light", "background", "noise", "layout")
+
+@dataclass(frozen=True)
+class Setting:
+    tasks: tuple[str, ...]
+    steps: int
+    episodes: int  # per task and cell
+    levels: str
+    budgets: tuple[str, ...]
+    max_steps: int | None = None  # the tasks' own step limits unless set
 
 
-@contextmanager
-def timed(stages: dict[str, float], name: str) -> Iterator[None]:
-    """Add the block's wall seconds to ``stages[name]``: where a study's time goes (printed, and in the JSON)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - start, 2)
+@dataclass
+class Stage:
+    """One adaptation and its evaluation; ``name`` is its file under the stages folder."""
+
+    setting: str
+    label: str  # what the tables call it: "lora@small", "full", "sweep lora r=4", "none"
+    method: str  # the adapter method ("none": the base itself)
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        safe = self.label.replace(" ", "_").replace("=", "").replace("@", "-")
+        return f"{self.setting}/{safe}/seed{self.seed}"
+
+
+def settings(quick: bool) -> dict[str, Setting]:
+    from envs.tasks.library import TASKS
+
+    if quick:
+        return {"single": Setting(("PutCubeOnPlate",), 4, 1, "3", ("small",), 15),
+                "multi": Setting(("PutCubeOnPlate", "PushButton"), 4, 1, "3", ("small",), 15)}
+    return {"single": Setting(("PutCubeOnPlate",), 600, 5, "1-5", ("small", "large")),
+            "multi": Setting(tuple(t.name for t in TASKS), 1200, 1, "1-5", ("small",))}
+
+
+def plan(base: Path, quick: bool = False) -> list[Stage]:
+    """Every stage, in the order they run: each seed's single-task methods, the rank sweep, then
+    the multi-task ones (the most informative comparisons finish first)."""
+    from policies.adapters.budget import match_budget
+    from policies.vla.checkpoint import load_checkpoint
+
+    model = load_checkpoint(base).model
+    chosen = {(m, b): match_budget(model, m, BUDGETS[b]).options for m in PEFT for b in BUDGETS}
+    seeds = SEEDS[:1] if quick else SEEDS
+    stages: list[Stage] = []
+    for setting, spec in settings(quick).items():
+        block = [Stage(setting, "none", "none")]
+        for seed in seeds:
+            block.append(Stage(setting, "full", "full", {}, seed))
+            block += [Stage(setting, f"{m}@{b}", m, chosen[(m, b)], seed) for b in spec.budgets for m in PEFT]
+            block += [Stage(setting, "clp", "clp", {}, seed), Stage(setting, "capvector", "capvector", {}, seed)]
+        if setting == "single" and not quick:
+            block += [Stage(setting, f"sweep {m} {knob}={v}", m, {knob: v}, 0)
+                      for v in SWEEP for m, knob in (("lora", "rank"), ("lora_sp", "bank"))]
+        stages += block
+    return stages
 
 
 def collect(data: Path, episodes: int, tasks: tuple[str, ...] | None = None) -> None:
@@ -61,133 +121,100 @@ def collect(data: Path, episodes: int, tasks: tuple[str, ...] | None = None) -> 
     subprocess.run(command, check=True)
 
 
-def adapt(base: Path, method: str, data: Path, out: Path, steps: int, batch: int, tasks: tuple[str, ...] | None,
-          options: dict) -> dict:
+def stage_file(results: Path, stage: Stage) -> Path:
+    return results / "stages" / f"{stage.name}.json"
+
+
+def report(results: Path) -> list[Path]:
+    """``<results>.{md,json}`` and the plots, from the stage files alone."""
+    from study_markdown import markdown
+    from study_plots import plot_paired, plot_rank, plot_success
+    from study_report import load_stages, summarize, test_claims
+
+    records = load_stages(results / "stages")
+    if not records:
+        sys.exit(f"adaptation_study: no finished stages under {results / 'stages'}; run the study first")
+    summary = summarize(records)
+    claims = test_claims(records, summary)
+    stem = results.with_suffix("")
+    stem.with_suffix(".json").write_text(json.dumps({"settings": summary, "claims": claims}, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(markdown(summary, claims, records))
+    written = [stem.with_suffix(".md"), stem.with_suffix(".json"), plot_success(summary, stem.with_suffix(".png")),
+               plot_paired(summary, stem.parent / f"{stem.name}_paired.png"),
+               plot_rank(summary, stem.parent / f"{stem.name}_rank.png")]
+    return [p for p in written if p]
+
+
+def run_stage(stage: Stage, args: argparse.Namespace, specs: dict[str, Setting]) -> dict[str, Any]:
+    """Adapt (unless ``none``), evaluate, and the stage's record (see the module docstring)."""
+    spec = specs[stage.setting]
+    work = args.work / stage.name
+    record: dict[str, Any] = {"stage": stage.name, **asdict(stage), "steps": spec.steps}
+    policy = args.base
+    if stage.method != "none":
+        adapted = work / "adapted"
+        options = dict(stage.options)
+        if stage.method == "capvector" and stage.setting == "multi":
+            options["vector"] = str(single_task_vector(stage.seed, args, specs["single"]))
+        summary = _adapt(args.base, stage.method, options, args.data, adapted, spec, args.batch, stage.seed)
+        record.update(trainable=summary["trainable"]["total"], total=summary["total"]["total"],
+                      train_seconds=summary["train_seconds"], vector_seconds=summary.get("vector_seconds", 0.0),
+                      options=summary["options"])
+        if stage.method == "capvector":
+            record["vector_sha256"] = _sha256(Path(options.get("vector") or adapted / "capability_vector.safetensors"))
+        policy = adapted
+    record["eval"] = _evaluate(policy, work / "eval", spec, args.workers)
+    auxiliary = work / "adapted" / "capvector" / "auxiliary"
+    if stage.method == "capvector" and auxiliary.is_dir():  # the auxiliary fine-tune, evaluated itself
+        extraction = json.loads((auxiliary.parent / "extraction.json").read_text())
+        record["auxiliary"] = {"eval": _evaluate(auxiliary, work / "eval-auxiliary", spec, args.workers), **extraction}
+    return record
+
+
+def single_task_vector(seed: int, args: argparse.Namespace, single: Setting) -> Path:
+    """The capability vector the single-task CapVector stage of ``seed`` extracted; extracted again
+    (same base, data, steps and seed) when this checkout lacks it, since ``runs/`` is not committed."""
+    adapted = args.work / f"single/capvector/seed{seed}/adapted"
+    vector = adapted / "capability_vector.safetensors"
+    if not vector.is_file():
+        _adapt(args.base, "capvector", {}, args.data, adapted, single, args.batch, seed)
+    return vector
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _adapt(base: Path, method: str, options: dict, data: Path, out: Path, spec: Setting, batch: int,
+           seed: int) -> dict:
     from policies.finetune import finetune
 
     if (out / "finetune.json").is_file():
         return json.loads((out / "finetune.json").read_text())
-    if out.exists():
+    if out.exists():  # an adaptation this study started and did not finish
         import shutil
 
         shutil.rmtree(out)
-    return finetune(base, method, options, [data], out, steps=steps, batch=batch, robots=("Piper",), tasks=tasks)
+    return finetune(base, method, options, [data], out, steps=spec.steps, batch=batch, robots=("Piper",),
+                    tasks=spec.tasks, seed=seed)
 
 
-def evaluate(policy: Path, out: Path, tasks: list[str], episodes: int, levels: str, workers: int,
-             max_steps: int | None = None) -> dict:
-    """The PiPER perturb suite (restricted to ``tasks``) with this policy; results.json as a dict."""
+def _evaluate(policy: Path, out: Path, spec: Setting, workers: int) -> dict[str, Any]:
+    """The PiPER perturb grid of ``spec``; every episode's outcome, compactly, and the wall time."""
     from simeval.harness import RunRequest, execute
     from simeval.suites import parse_suite
 
-    if (out / "results.json").is_file():
-        return json.loads((out / "results.json").read_text())
-    suite = parse_suite({"name": "perturb", "tasks": tasks, "robots": ["Piper"], "episodes": episodes, "seed": 0,
-                         "perturbations": ["nominal", f"*:{levels}"], "max_steps": max_steps}, "adaptation_study")
-    return execute(RunRequest(suite=suite, policy=str(policy), out=out, workers=workers, video="none", force=True))
-
-
-def row(method: str, summary: dict | None, results: dict, base_params: int) -> dict:
-    """One table row; "% of full" is trainable parameters over the base's (what full fine-tuning trains);
-    training time includes CapVector's extraction of its vector (two fine-tunes)."""
-    trainable = summary["trainable"]["total"] if summary else 0
-    return {"method": method, "trainable": trainable, "total": summary["total"]["total"] if summary else None,
-            "pct_of_full": round(100 * trainable / base_params, 2) if summary else None,
-            "train_seconds": summary["train_seconds"] + summary.get("vector_seconds", 0.0) if summary else 0.0,
-            "eval_seconds": results.get("timing", {}).get("wall_s"),
-            "dimensions": {d: results["by_dimension"].get(d) for d in DIMENSIONS},
-            "overall": results["overall"], "grounding": results.get("grounding", {}).get("overall")}
-
-
-def _cell(cell: dict | None) -> str:
-    if not cell or cell.get("rate") is None:
-        return "—"
-    low, high = cell["ci95"]
-    return f"{100 * cell['rate']:.0f} [{100 * low:.0f}-{100 * high:.0f}]"
-
-
-def table(rows: list[dict]) -> str:
-    header = ["method", "trainable params", "% of full", "train s", "eval s", *DIMENSIONS, "overall", "grounding"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        pct = "—" if r["pct_of_full"] is None else f"{r['pct_of_full']:.2f}"
-        cells = [r["method"], f"{r['trainable']:,}", pct, f"{r['train_seconds']:.0f}", f"{r['eval_seconds'] or 0:.0f}",
-                 *[_cell(r["dimensions"][d]) for d in DIMENSIONS], _cell(r["overall"]), _cell(r["grounding"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _error_bars(cells: list[dict | None]) -> tuple[list[float], list[list[float]]]:
-    """Bar heights and asymmetric Wilson 95% error bars, in %; a cell not evaluated is NaN (no bar drawn)."""
-    rates, low, high = [], [], []
-    for c in cells:
-        known = bool(c) and c.get("rate") is not None
-        rates.append(100 * c["rate"] if known else float("nan"))
-        low.append(100 * (c["rate"] - c["ci95"][0]) if known else 0.0)
-        high.append(100 * (c["ci95"][1] - c["rate"]) if known else 0.0)
-    return rates, [low, high]
-
-
-def plot(tables: dict[str, list[dict]], path: Path) -> Path:
-    """Success per dimension (and overall) for every method, one panel per setting, Wilson 95% CI bars.
-
-    matplotlib's object API on the Agg canvas (no display, no pyplot state)."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    columns = [*DIMENSIONS, "overall"]
-    fig = Figure(figsize=(13, 3.9 * len(tables) + 0.6), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(tables), 1, squeeze=False)[:, 0]
-    colors = [f"C{i}" for i in range(10)]
-    shared = len({tuple(r["method"] for r in rows) for rows in tables.values()}) == 1  # then one legend
-    for p, (ax, (title, rows)) in enumerate(zip(axes, tables.items())):
-        x = np.arange(len(columns), dtype=float)
-        width = 0.84 / max(1, len(rows))
-        for m, r in enumerate(rows):
-            cells = [r["overall"] if c == "overall" else r["dimensions"].get(c) for c in columns]
-            rates, errors = _error_bars(cells)
-            centers = x - 0.42 + (m + 0.5) * width
-            ax.bar(centers, rates, width * 0.92, yerr=errors, label=r["method"],
-                   color=colors[m % len(colors)], error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"})
-            for center, rate in zip(centers, rates):
-                if np.isnan(rate):  # not evaluated, which must not read as a 0% bar
-                    ax.text(center, 1, "n/a", rotation=90, ha="center", va="bottom", fontsize=6, color="#888888")
-        ax.axvline(len(columns) - 1.5, color="#999999", linewidth=0.8, linestyle="--")  # dimensions | pooled
-        ax.set_xticks(x, columns)
-        ax.set_xlim(-0.55, len(columns) - 0.45)
-        ax.set_ylim(0, 104)  # a 100% bar and its cap stay visible
-        ax.set_yticks(range(0, 101, 20))
-        ax.set_ylabel("success rate (%)")
-        ax.set_title(title, fontsize=10, loc="left")
-        ax.grid(True, axis="y", color="#e6e6e6")
-        ax.set_axisbelow(True)
-        if p == 0 or not shared:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False, title="method")
-    axes[-1].set_xlabel("perturbation dimension (PiPER perturb suite); error bars: Wilson 95% CI; n/a: not evaluated")
-    fig.suptitle("Cross-embodiment adaptation: Panda-pretrained reference adapted to the PiPER", fontsize=12)
-    fig.savefig(path, format="png")
-    return path
-
-
-def replot(results: Path) -> Path:
-    """The plot again from a finished study's JSON (``--plot-only``): no collection, training or evaluation."""
-    return plot(json.loads(results.with_suffix(".json").read_text())["settings"], results.with_suffix(".png"))
-
-
-def quick(args: argparse.Namespace) -> None:
-    """``--quick``: a smoke test of every stage (collect, each method's adaptation, evaluation on every
-    dimension, tables, plot), not a result, so as little work as each stage allows (about a minute on 2 cores)."""
-    import torch
-
-    args.steps = args.mt_steps = 4
-    args.batch, args.episodes, args.mt_episodes, args.workers = 8, 1, 1, 1  # one env worker: less start-up CPU
-    args.levels, args.mt_levels, args.demos, args.max_steps = "3", "3", 2, 15
-    args.mt_tasks = "PutCubeOnPlate,PushButton"  # only these (and --task) are collected
-    args.work, args.results = args.work.with_name(args.work.name + "-quick"), args.results.with_name(
-        args.results.name + "_quick")
-    torch.set_num_threads(1)  # tiny batches: more threads only spin against the env worker on a busy machine
+    suite = parse_suite({"name": "perturb", "tasks": list(spec.tasks), "robots": ["Piper"], "episodes": spec.episodes,
+                         "seed": 0, "perturbations": ["nominal", f"*:{spec.levels}"],
+                         "max_steps": spec.max_steps}, "adaptation_study_v2")
+    results = execute(RunRequest(suite=suite, policy=str(policy), out=out, workers=workers, video="none",
+                                 force=True, progress=False))
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    records.sort(key=lambda r: r["id"])
+    return {"n": len(records), "successes": sum(bool(r["success"]) and not r["error"] for r in records),
+            "wall_s": results["timing"]["wall_s"], "ids": [r["id"] for r in records],
+            "success": "".join("1" if r["success"] and not r["error"] else "0" for r in records),
+            "steps": [r["steps"] for r in records], "errors": {r["id"]: r["error"] for r in records if r["error"]}}
 
 
 def main() -> None:
@@ -195,82 +222,45 @@ def main() -> None:
     parser.add_argument("--base", type=Path, default=ROOT / "results" / "reference")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "piper-nominal")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "study")
-    parser.add_argument("--results", type=Path, default=ROOT / "results" / "adaptation_study")
-    parser.add_argument("--methods", default=",".join(PACKAGES), help=f"comma-separated, from {', '.join(PACKAGES)}")
-    parser.add_argument("--task", default="PutCubeOnPlate", help="the single-task setting's task")
+    parser.add_argument("--results", type=Path, default=ROOT / "results" / "adaptation_study",
+                        help="stage files go to <results>/stages/, the report to <results>.{md,json,png}")
     parser.add_argument("--demos", type=int, default=40, help="PiPER demonstrations collected per task")
-    parser.add_argument("--steps", type=int, default=600, help="single-task adaptation steps (every method)")
-    parser.add_argument("--mt-steps", type=int, default=1200, help="multi-task adaptation steps (every method)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes per (task, variant)")
-    parser.add_argument("--mt-episodes", type=int, default=1, help="the same, multi-task setting")
-    parser.add_argument("--levels", default="1-5", help="perturbation levels evaluated (single-task)")
-    parser.add_argument("--mt-levels", default="3", help="the same, multi-task setting (all tasks: one level fits "
-                        "the 2-hour budget)")
-    parser.add_argument("--mt-tasks", default="all", help="the multi-task setting's tasks (comma-separated)")
-    parser.add_argument("--max-steps", type=int, default=None, help="override the tasks' step limits")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="tiny smoke version (about a minute): every stage, "
-                        "4 steps of batch 8, 2 demonstrations per task, level 3, 2 tasks, 15-step episodes")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="only redraw <results>.png from an earlier run's <results>.json")
+    parser.add_argument("--stages", type=int, default=None, help="run at most this many missing stages, then stop")
+    parser.add_argument("--list", action="store_true", help="list the stages, done or not, and stop")
+    parser.add_argument("--report", action="store_true", help="tables, claims and plots of the stages done so far, "
+                        "to <results>.{md,json,png}, and stop")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke version: one seed, 4 steps, level 3, "
+                        "2 tasks, 15-step episodes")
     args = parser.parse_args()
-    methods = [m for m in args.methods.split(",") if m]
-    bad = [m for m in methods if m not in PACKAGES]
-    if bad:
-        sys.exit(f"adaptation_study: unknown method {bad[0]!r}; valid methods: {', '.join(PACKAGES)}")
     if args.quick:
-        quick(args)
-    if args.plot_only:
-        print(f"wrote {replot(args.results)}")
+        args.batch, args.demos, args.workers = 8, 2, 1
+    if args.report:
+        print("wrote " + ", ".join(str(p) for p in report(args.results)))
         return
-    from envs.tasks.library import TASKS
-    from policies.vla.checkpoint import load_checkpoint
-
-    stages: dict[str, float] = {}
-    with timed(stages, "load base"):
-        base_params = sum(p.numel() for p in load_checkpoint(args.base).model.parameters())
-    settings = {"single-task": ((args.task,), args.steps, args.episodes, args.levels),
-                "multi-task": (tuple(t.name for t in TASKS) if args.mt_tasks == "all" else tuple(args.mt_tasks.split(",")),
-                               args.mt_steps, args.mt_episodes, args.mt_levels)}
-    needed = dict.fromkeys(t for tasks, *_ in settings.values() for t in tasks)  # in order, once each
-    with timed(stages, "collect"):
-        collect(args.data, args.demos, tuple(needed))
-    tables: dict[str, list[dict]] = {}
-    reuse: dict[str, dict] = {}  # method options that later settings take from the first
-    for setting, (tasks, steps, episodes, levels) in settings.items():
-        work = args.work / setting
-        with timed(stages, "evaluate"):
-            floor = evaluate(args.base, work / "none" / "eval", list(tasks), episodes, levels, args.workers,
-                             args.max_steps)
-        rows = [row("none (zero-shot base)", None, floor, base_params)]
-        for method in methods:
-            with timed(stages, "adapt"):
-                summary = adapt(args.base, method, args.data, work / method / "adapted", steps, args.batch,
-                                tasks, reuse.get(method, {}))
-            with timed(stages, "evaluate"):
-                results = evaluate(work / method / "adapted", work / method / "eval", list(tasks), episodes, levels,
-                                   args.workers, args.max_steps)
-            rows.append(row(method, summary, results, base_params))
-            print(f"{setting} {method}: overall {_cell(results['overall'])}", flush=True)
-            if method == "capvector":  # extracted once, on a small task set, then transferred (as in the paper)
-                reuse.setdefault(method, {"vector": str(work / method / "adapted" / "capability_vector.safetensors")})
-        names = "all tasks" if len(tasks) == len(TASKS) else ", ".join(tasks)
-        tables[f"{setting} ({names}; {steps} steps, batch {args.batch}; levels {levels}, {episodes} episode(s) "
-               "per task and cell)"] = rows
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with timed(stages, "plot"):
-        plot(tables, args.results.with_suffix(".png"))
-    args.results.with_suffix(".json").write_text(json.dumps({"settings": tables, "stage_seconds": stages, "args": {
-        k: str(v) for k, v in vars(args).items()}}, indent=1) + "\n")
-    text = "\n\n".join(f"### {title}\n\n{table(rows)}" for title, rows in tables.items())
-    args.results.with_suffix(".md").write_text(
-        "# Adaptation study: Panda-pretrained reference adapted to the PiPER\n\n"
-        "Success in % with 95% Wilson intervals on the PiPER perturb suite (nominal and every dimension at the "
-        "levels each setting names); trainable parameters and % of full fine-tuning; adaptation wall seconds.\n\n"
-        + text + "\n")
-    print("wall seconds by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
-    print(f"wrote {args.results.with_suffix('.md')}, .json, .png")
+    stages = plan(args.base, args.quick)
+    done = [s for s in stages if stage_file(args.results, s).is_file()]
+    if args.list:
+        for s in stages:
+            print(f"{'done' if s in done else '    '}  {s.name}  {s.options or ''}")
+        print(f"{len(done)} of {len(stages)} stages done")
+        return
+    specs = settings(args.quick)
+    collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
+    todo = [s for s in stages if s not in done][: args.stages]
+    for stage in todo:
+        started = time.perf_counter()
+        record = run_stage(stage, args, specs)
+        record["stage_seconds"] = round(time.perf_counter() - started, 1)
+        path = stage_file(args.results, stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record) + "\n")
+        rate = record["eval"]["successes"] / max(1, record["eval"]["n"])
+        print(f"{stage.name}: {record['eval']['successes']}/{record['eval']['n']} ({rate:.0%}) in "
+              f"{record['stage_seconds']:.0f} s", flush=True)
+    left = len(stages) - len(done) - len(todo)
+    print(f"{len(done) + len(todo)} of {len(stages)} stages done; {left} left")
 
 
 if __name__ == "__main__":
