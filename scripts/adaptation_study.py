@@ -206,7 +206,7 @@ def _evaluate(policy: Path, out: Path, spec: Setting, workers: int) -> dict[str,
 
     suite = parse_suite({"name": "perturb", "tasks": list(spec.tasks), "robots": ["Piper"], "episodes": spec.episodes,
                          "seed": 0, "perturbations": ["nominal", f"*:{spec.levels}"],
-                         "max_steps": spec.max_steps}, "adaptation_study_v2")
+                         "max_steps": spec.max_steps}, "adaptation_study")
     results = execute(RunRequest(suite=suite, policy=str(policy), out=out, workers=workers, video="none",
                                  force=True, progress=False))
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]

@@ -135,7 +135,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
 
     def bury(dead: list[int]) -> None:
         for worker in dead:
-            lost = [s for s in pool.slots_of(worker) if s in active]
+            lost = [s for s in pool.config.slots_of(worker) if s in active]
             sys.stderr.write(f"\nsimeval: warning: env worker {worker} died and was replaced ({pool.restarts} "
                              f"replaced so far); {len(lost)} unfinished episode(s) re-run from scratch\n")
             for slot in lost:

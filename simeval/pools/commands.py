@@ -42,6 +42,17 @@ class PoolConfig:
             raise ValueError(f"the pool needs >= 1 worker and >= 1 slot per worker, got {self.workers}, "
                              f"{self.slots_per_worker}")
 
+    @property
+    def n_slots(self) -> int:
+        return self.workers * self.slots_per_worker
+
+    def worker_of(self, slot: int) -> int:
+        """The worker that holds ``slot``: each holds ``slots_per_worker`` consecutive slots (every backend)."""
+        return slot // self.slots_per_worker
+
+    def slots_of(self, worker: int) -> list[int]:
+        return list(range(worker * self.slots_per_worker, (worker + 1) * self.slots_per_worker))
+
 
 @dataclass
 class Reset:

@@ -84,7 +84,7 @@ class LocalPool:
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
-        self.n_slots = config.workers * config.slots_per_worker
+        self.n_slots = config.n_slots
         size = int(np.prod(_image_shape(config)))
         self._blocks = {(s, c): shared_memory.SharedMemory(create=True, size=size)
                         for s in range(self.n_slots) for c in config.cameras}
@@ -99,17 +99,11 @@ class LocalPool:
         for w in range(config.workers):
             self._start(w)
 
-    def worker_of(self, slot: int) -> int:
-        return slot // self.config.slots_per_worker
-
-    def slots_of(self, worker: int) -> list[int]:
-        k = self.config.slots_per_worker
-        return list(range(worker * k, (worker + 1) * k))
-
     def _start(self, worker: int) -> None:
         parent, child = self._ctx.Pipe()
-        names = {key: block.name for key, block in self._blocks.items() if self.worker_of(key[0]) == worker}
-        proc = self._ctx.Process(target=_worker, args=(child, self.config, self.slots_of(worker), names), daemon=True)
+        slots = self.config.slots_of(worker)
+        names = {key: block.name for key, block in self._blocks.items() if key[0] in slots}
+        proc = self._ctx.Process(target=_worker, args=(child, self.config, slots, names), daemon=True)
         with _environment(threads.WORKER_THREADS):
             proc.start()
         child.close()
@@ -120,7 +114,7 @@ class LocalPool:
         by_worker: dict[int, list] = {}
         for command in commands:
             assert command[0] not in self.busy, f"slot {command[0]} already has a command"
-            by_worker.setdefault(self.worker_of(command[0]), []).append(command)
+            by_worker.setdefault(self.config.worker_of(command[0]), []).append(command)
         for worker, batch in by_worker.items():
             self.busy.update(slot for slot, _ in batch)
             try:
@@ -132,7 +126,7 @@ class LocalPool:
         """Wait until some slot's command is answered; every reply that has arrived, and the workers
         that died (replaced already: the caller re-runs their episodes)."""
         waiting = {self._conns[w]: w for w in range(self.config.workers)
-                   if any(s in self.busy for s in self.slots_of(w)) and w not in self._dead}
+                   if any(s in self.busy for s in self.config.slots_of(w)) and w not in self._dead}
         if waiting and not self._dead:
             mp_connection.wait(list(waiting))
         replies: list[Reply] = []
@@ -148,7 +142,7 @@ class LocalPool:
         dead = sorted(self._dead)
         self._dead.clear()
         for worker in dead:
-            self.busy.difference_update(self.slots_of(worker))
+            self.busy.difference_update(self.config.slots_of(worker))
             self._replace(worker)
         return replies, dead
 

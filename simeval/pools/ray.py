@@ -97,7 +97,7 @@ class RayPool:
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
-        self.n_slots = config.workers * config.slots_per_worker
+        self.n_slots = config.n_slots
         self._ray = import_ray()
         self._started_ray = connect(config.ray_address, config.workers)
         self._actor_class = self._ray.remote(num_cpus=1)(EnvActor)
@@ -113,15 +113,8 @@ class RayPool:
         self._failed_starts = 0
         self._actors: list[Any] = [self._start(w) for w in range(config.workers)]
 
-    def worker_of(self, slot: int) -> int:
-        return slot // self.config.slots_per_worker
-
-    def slots_of(self, worker: int) -> list[int]:
-        k = self.config.slots_per_worker
-        return list(range(worker * k, (worker + 1) * k))
-
     def _start(self, worker: int) -> Any:
-        return self._actor_class.remote(self.config, self.slots_of(worker))
+        return self._actor_class.remote(self.config, self.config.slots_of(worker))
 
     def pid(self, worker: int) -> int:
         return self._ray.get(self._actors[worker].pid.remote())
@@ -132,7 +125,7 @@ class RayPool:
     def submit(self, commands: list[tuple[int, Reset | Chunk]]) -> None:
         for slot, command in commands:
             assert slot not in self.busy, f"slot {slot} already has a command"
-            worker = self.worker_of(slot)
+            worker = self.config.worker_of(slot)
             self._pending[self._actors[worker].run.remote(slot, command)] = (worker, slot)
             if self.measure:
                 self.bytes_sent += len(pickle.dumps(command))
@@ -193,7 +186,7 @@ class RayPool:
         for ref, (w, slot) in list(self._pending.items()):
             if w == worker:
                 del self._pending[ref]
-        self.busy.difference_update(self.slots_of(worker))
+        self.busy.difference_update(self.config.slots_of(worker))
         try:
             self._ray.kill(self._actors[worker], no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
