@@ -66,12 +66,14 @@ def plot_success(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def plot_paired(summary: dict[str, Any], path: Path) -> Path:
+def plot_paired(summary: dict[str, Any], path: Path) -> Path | None:
     """Per setting and reference: each method minus the reference, on the same episodes, with its
     paired 95% interval; red where Holm p < 0.05."""
     panels = [(s, ref, [c for c in b["comparisons"] if c["b"] == ref])
               for s, b in summary.items() for ref in ("full", "lora@small")]
     panels = [p for p in panels if p[2]]
+    if not panels:  # nothing to compare yet
+        return None
     fig = _figure(9, sum(1.0 + 0.3 * len(p[2]) for p in panels) + 0.5)
     axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=[len(p[2]) + 2 for p in panels])[:, 0]
     for ax, (setting, ref, comps) in zip(axes, panels):
