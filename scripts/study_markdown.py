@@ -48,7 +48,8 @@ def claims_table(claims: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{head} {figs} | {diffs} | {p_raw} | {p_holm} | — | {c['verdict']} |")
         elif c["kind"] == "cost":
             s = c["seconds"]
-            lines.append(f"{head} training seconds: merged model {s['capvector']:.0f}, plain full {s['full']:.0f}, "
+            lines.append(f"{head} training seconds, seed(s) {','.join(map(str, c['seeds']))}: merged model "
+                         f"{s['capvector']:.0f}, plain full {s['full']:.0f}, "
                          f"auxiliary {s['capvector-auxiliary']:.0f} (extraction, once: {s['extraction']:.0f}) | "
                          f"{s['capvector'] / s['full']:.2f}x of plain | | | — | {c['verdict']} |")
         else:
@@ -97,15 +98,20 @@ def stage_times(records: list[dict[str, Any]], setting: str) -> list[str]:
     """Wall seconds of every stage (adaptation, evaluation and, for CapVector, extraction and the
     auxiliary model's evaluation), one row per method and one column per seed."""
     runs: dict[str, dict[int, float]] = {}
+    notes: dict[tuple[str, int], str] = {}
     for r in records:
         if r["setting"] == setting:
             runs.setdefault(r["label"], {})[r["seed"]] = r["stage_seconds"]
+            if r.get("stage_note"):  # a stage whose time is not the whole stage's, and why
+                notes[(r["label"], r["seed"])] = r["stage_note"]
     seeds = sorted({s for v in runs.values() for s in v})
     lines = ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
     for label, times in runs.items():
-        lines.append(f"| {label} | " + " | ".join(f"{times[s]:.0f}" if s in times else "—" for s in seeds) + " |")
+        lines.append(f"| {label} | " + " | ".join(f"{times[s]:.0f}{'*' if (label, s) in notes else ''}"
+                                                    if s in times else "—" for s in seeds) + " |")
     total = sum(t for v in runs.values() for t in v.values())
-    return lines + ["", f"{sum(len(v) for v in runs.values())} stages, {total / 3600:.2f} h in all."]
+    lines += ["", f"{sum(len(v) for v in runs.values())} stages, {total / 3600:.2f} h in all."]
+    return lines + [f"\\* {label} seed {seed}: {note}." for (label, seed), note in notes.items()]
 
 
 def markdown(summary: dict[str, Any], claims: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
