@@ -138,6 +138,10 @@ class Claim:
     kind: str
     size: float | None = None  # the paper's effect, in percentage points, to check against our interval
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("beats", "matches"):
+            raise ValueError(f"claim {self.claim!r}: kind {self.kind!r}; valid kinds: beats, matches")
+
 
 CLAIMS = (
     Claim("VLA-GSE", "beats full fine-tuning under shift", "+6.3 pp (81.2% on LIBERO-Plus, zero-shot)",
