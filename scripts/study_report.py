@@ -80,13 +80,19 @@ def method_row(runs: list[dict[str, Any]], total: int) -> dict[str, Any]:
             "eval_seconds": statistics.mean(r["eval"]["wall_s"] for r in runs)}
 
 
-def paired(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
-    """``a`` against ``b`` on the same episodes, pooled over the training seeds both have (a method
-    with one run, the base, pairs with each of the other's seeds): overall and per dimension."""
+def paired(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, Any] | None:
+    """``a`` against ``b`` on the same episodes, pooled over the training seeds both have; the
+    unadapted base, which has no training seed, pairs with each of the other's. Overall and per dimension."""
     from simeval.compare import compare_outcomes
 
     seeds = {k: {r["seed"]: r for r in runs[k]} for k in (a, b)}
-    shared = sorted(set(seeds[a]) & set(seeds[b])) or sorted(seeds[a] if len(seeds[b]) == 1 else seeds[b])
+    untrained = [k for k in (a, b) if k == "none"]
+    if untrained:
+        shared = sorted(seeds[b if untrained[0] == a else a])
+    else:
+        shared = sorted(set(seeds[a]) & set(seeds[b]))
+    if not shared:  # no seed in common yet: nothing to pair
+        return None
     pick = lambda k, s: seeds[k].get(s) or next(iter(seeds[k].values()))  # noqa: E731
     comparison = compare_outcomes({k: [outcomes(pick(k, s)["eval"]) for s in shared] for k in (a, b)})["comparisons"][0]
     comparison["seeds"] = shared
@@ -115,6 +121,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         order = sorted(main, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))
         comparisons = [paired(runs, a, ref) for ref in REFERENCES if ref in main for a in order
                        if a != ref and not (a in REFERENCES and REFERENCES.index(a) < REFERENCES.index(ref))]
+        comparisons = [c for c in comparisons if c]
         _adjust(comparisons)
         out[setting] = {"methods": {k: method_row(main[k], total) for k in order},
                         "comparisons": comparisons,
@@ -193,6 +200,9 @@ def test_claims(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[
             rows.append({**claim.__dict__, "b": b, "status": "not run yet"})
             continue
         comparison = paired(runs, claim.a, b)
+        if comparison is None:
+            rows.append({**claim.__dict__, "b": b, "status": "no training seed in common yet"})
+            continue
         comparisons.append(comparison)
         rows.append({**claim.__dict__, "b": b, "comparison": comparison})
     _adjust(comparisons)
@@ -225,7 +235,7 @@ def rank_claim(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
             return {**claim, "status": "not run yet"}
         best = max(rows, key=lambda k: rows[k]["overall"]["rate"])
         worst = min(rows, key=lambda k: rows[k]["overall"]["rate"])
-        cell = paired(runs, best, worst)["cells"][0]
+        cell = paired(runs, best, worst)["cells"][0]  # the sweep runs one seed: always shared
         found[method] = {"ranks": {k.split()[2]: v["overall"]["rate"] for k, v in rows.items()},
                          "range": cell["difference"], "ci95": cell["ci95"], "p_value": cell["p_value"],
                          "best": best, "worst": worst}

@@ -94,6 +94,8 @@ def test_report_from_stage_files(tmp_path):
     assert single["methods"]["full"]["seed_rates"].keys() == {"0", "1", "2"}
     assert single["methods"]["full"]["spread"] is not None
     assert {c["b"] for c in single["comparisons"]} == {"full", "lora@small"}
+    floor = next(c for c in single["comparisons"] if (c["a"], c["b"]) == ("none", "full"))
+    assert floor["seeds"] == [0, 1, 2] and floor["overall"]["n"] == 3 * 180  # the base pairs with every seed
     assert all(c["overall"]["p_holm"] >= c["overall"]["p_value"] for c in single["comparisons"])
     text = (tmp_path / "study.md").read_text()
     assert "## The seed papers' claims" in text and "### Success per dimension, pooled over seeds" in text
