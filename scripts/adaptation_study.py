@@ -62,7 +62,7 @@ class Stage:
     """One adaptation and its evaluation; ``name`` is its file under the stages folder."""
 
     setting: str
-    label: str  # what the tables call it: "lora@small", "full", "sweep lora r=4", "none"
+    label: str  # what the tables call it: "lora@small", "full", "sweep lora rank=4", "none"
     method: str  # the adapter method ("none": the base itself)
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
