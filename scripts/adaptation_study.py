@@ -129,13 +129,13 @@ def report(results: Path) -> list[Path]:
     """``<results>.{md,json}`` and the plots, from the stage files alone."""
     from study_markdown import markdown
     from study_plots import plot_paired, plot_rank, plot_success
-    from study_report import load_stages, summarize, test_claims
+    from study_report import load_stages, summarize, check_claims
 
     records = load_stages(results / "stages")
     if not records:
         sys.exit(f"adaptation_study: no finished stages under {results / 'stages'}; run the study first")
     summary = summarize(records)
-    claims = test_claims(records, summary)
+    claims = check_claims(records, summary)
     stem = results.with_suffix("")
     stem.with_suffix(".json").write_text(json.dumps({"settings": summary, "claims": claims}, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(summary, claims, records))

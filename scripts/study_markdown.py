@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simeval.metrics import format_cell
 from study_report import DIMENSIONS, MARGIN
 
 KNOBS = ("rank", "bank", "experts", "top_k", "layers")
@@ -18,11 +19,9 @@ def pct(x: float | None, sign: bool = False) -> str:
     return "—" if x is None else f"{100 * x:{'+' if sign else ''}.1f}"
 
 
-def interval(cell: dict[str, Any] | None) -> str:
-    if not cell or cell.get("rate") is None:
-        return "—"
-    low, high = cell["ci95"]
-    return f"{100 * cell['rate']:.1f} [{100 * low:.0f}-{100 * high:.0f}]"
+def difference(value: float, ci95: list[float]) -> str:
+    """"+10.6 [+5.0, +16.0]": a paired difference and its 95% interval, in percentage points."""
+    return f"{pct(value, True)} [{pct(ci95[0], True)}, {pct(ci95[1], True)}]"
 
 
 def knob(options: dict[str, Any]) -> str:
@@ -42,8 +41,8 @@ def claims_table(claims: list[dict[str, Any]]) -> list[str]:
         elif c["kind"] == "rank":
             figs = "; ".join(f"{m}: " + ", ".join(f"{r} {100 * v:.0f}%" for r, v in s["ranks"].items())
                              for m, s in c["sweeps"].items())
-            diffs = "; ".join(f"{m} best-worst {pct(s['range'], True)} [{pct(s['ci95'][0], True)}, "
-                              f"{pct(s['ci95'][1], True)}]" for m, s in c["sweeps"].items())
+            diffs = "; ".join(f"{m} best-worst {difference(s['range'], s['ci95'])}"
+                              for m, s in c["sweeps"].items())
             p_raw, p_holm = (", ".join(f"{s[k]:.2g}" for s in c["sweeps"].values()) for k in ("p_value", "p_holm"))
             lines.append(f"{head} {figs} | {diffs} | {p_raw} | {p_holm} | — | {c['verdict']} |")
         elif c["kind"] == "cost":
@@ -56,8 +55,8 @@ def claims_table(claims: list[dict[str, Any]]) -> list[str]:
             o = c["comparison"]["overall"]
             inside = "—" if c["size_in_ci"] is None else ("yes" if c["size_in_ci"] else "no")
             lines.append(f"{head} {c['a']} {pct(o['rate_a'])}% vs {c['b']} {pct(o['rate_b'])}% (n = {o['n']} pairs, "
-                         f"seeds {','.join(map(str, c['comparison']['seeds']))}) | {pct(o['difference'], True)} "
-                         f"[{pct(o['ci95'][0], True)}, {pct(o['ci95'][1], True)}] | {o['p_value']:.2g} | "
+                         f"seeds {','.join(map(str, c['comparison']['seeds']))}) | "
+                         f"{difference(o['difference'], o['ci95'])} | {o['p_value']:.2g} | "
                          f"{o['p_holm']:.2g} | {inside} | {c['verdict']} |")
     return lines
 
@@ -70,7 +69,7 @@ def methods_table(rows: dict[str, Any]) -> list[str]:
         spread = "" if r["spread"] is None else f" ± {100 * r['spread']:.1f}"
         lines.append(f"| {label} | {knob(r['options'])} | {r['trainable']:,} | {pct(r['share'])} | "
                      f"{r['train_seconds']:.0f}{extra} | {r['eval_seconds']:.0f} | {','.join(map(str, r['seeds']))} | "
-                     f"{interval(r['overall'])} (n={r['overall']['n']}) | "
+                     f"{format_cell(r['overall'])} | "
                      f"{', '.join(pct(v) for v in r['seed_rates'].values())} | {pct(r['mean'])}{spread} |")
     return lines
 
@@ -78,8 +77,8 @@ def methods_table(rows: dict[str, Any]) -> list[str]:
 def dimensions_table(rows: dict[str, Any]) -> list[str]:
     lines = ["| method | " + " | ".join(DIMENSIONS) + " | overall |", "|---|" + "---:|" * (len(DIMENSIONS) + 1)]
     for label, r in rows.items():
-        lines.append(f"| {label} | " + " | ".join(interval(r["dimensions"].get(d)) for d in DIMENSIONS)
-                     + f" | {interval(r['overall'])} |")
+        lines.append(f"| {label} | " + " | ".join(format_cell(r["dimensions"].get(d)) for d in DIMENSIONS)
+                     + f" | {format_cell(r['overall'])} |")
     return lines
 
 
@@ -89,7 +88,7 @@ def comparisons_table(comparisons: list[dict[str, Any]]) -> list[str]:
     for comp in comparisons:
         o = comp["overall"]
         lines.append(f"| {comp['a']} - {comp['b']} | {','.join(map(str, comp['seeds']))} | {o['n']} | "
-                     f"{pct(o['difference'], True)} [{pct(o['ci95'][0], True)}, {pct(o['ci95'][1], True)}] | "
+                     f"{difference(o['difference'], o['ci95'])} | "
                      f"{o['only_a']} / {o['only_b']} | {o['p_value']:.3g} | {o['p_holm']:.3g} |")
     return lines
 

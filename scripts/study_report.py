@@ -31,10 +31,10 @@ def outcomes(evaluation: dict[str, Any]) -> dict[str, tuple[bool, dict]]:
 
 
 def _cell(oks: list[bool]) -> dict[str, Any]:
-    from simeval.metrics import wilson_interval
+    """simeval's cell (counts, rate, Wilson 95% interval) of these episodes' successes."""
+    from simeval.metrics import Cell
 
-    return {"n": len(oks), "successes": sum(oks), "rate": sum(oks) / len(oks) if oks else None,
-            "ci95": list(wilson_interval(sum(oks), len(oks)))}
+    return Cell.of({"success": ok} for ok in oks).to_dict()
 
 
 def base_total(records: list[dict[str, Any]]) -> int:
@@ -189,7 +189,7 @@ def _best_peft(rows: dict[str, Any], exclude: str) -> str | None:
     return max(peft, key=lambda k: rows[k]["overall"]["rate"]) if peft else None
 
 
-def test_claims(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[dict[str, Any]]:
+def check_claims(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every claim whose methods have run, with our paired figure; Holm over the claims' family."""
     rows, comparisons = [], []
     for claim in CLAIMS:
