@@ -11,8 +11,8 @@ from study_report import DIMENSIONS, MARGIN
 KNOBS = ("rank", "bank", "experts", "top_k", "layers")
 TITLES = {"single": "Single task (PutCubeOnPlate, 600 steps; nominal + every dimension at levels 1-5, 5 episodes "
           "per cell: n = 180 per run)",
-          "multi": "Multi-task (all ten tasks, 1,200 steps; nominal + levels 1-5, 1 episode per task and cell: "
-          "n = 360 per run)"}
+          "multi": "Multi-task (all ten tasks, 1,200 steps; nominal + every dimension at levels 1, 3 and 5, "
+          "1 episode per task and cell: n = 220 per run)"}
 
 
 def pct(x: float | None, sign: bool = False) -> str:
