@@ -87,7 +87,8 @@ def test_report_from_stage_files(tmp_path):
     rank = claims[("LoRA-SP", "robust to the rank (bank size) where LoRA is not")]
     assert rank["sweeps"]["lora"]["p_holm"] < 0.05 and rank["verdict"] == "reproduced"
     cost = claims[("CapVector", "at plain fine-tuning cost")]
-    assert cost["seconds"]["capvector-auxiliary"] == 35.0 and cost["seconds"]["full"] == 40.0
+    assert cost["seconds"]["capvector-auxiliary"] == 3 * 35.0 and cost["seconds"]["plain"] == 3 * 30.0
+    assert cost["per_seed"] == {"0": 1.33, "1": 1.33, "2": 1.33} and cost["verdict"] == "not reproduced"
     single = data["settings"]["single"]
     assert single["methods"]["capvector-auxiliary"]["train_seconds"] == 35.0  # its own fine-tune, not the merge
     assert list(single["methods"])[:3] == ["none", "full", "lora@small"]
