@@ -125,7 +125,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         _adjust(comparisons)
         out[setting] = {"methods": {k: method_row(main[k], total) for k in order},
                         "comparisons": comparisons,
-                        "sweep": {k: method_row(v, total) for k, v in runs.items() if k.startswith("sweep")}}
+                        "sweep": {k: method_row(runs[k], total) for k in sorted(
+                            (k for k in runs if k.startswith("sweep")), key=sweep_key)}}
     return out
 
 
@@ -249,6 +250,12 @@ def rank_claim(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
     else:
         claim["verdict"] = "not separable at this n"
     return {**claim, "sweeps": found}
+
+
+def sweep_key(label: str) -> tuple[str, int]:
+    """"sweep lora rank=16" -> ("lora", 16): the sweep's rows by method, then by size as a number."""
+    _, method, knob = label.split()
+    return method, int(knob.partition("=")[2])
 
 
 def capvector_cost(records: list[dict[str, Any]]) -> dict[str, Any] | None:
