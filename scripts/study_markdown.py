@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from simeval.metrics import format_cell
-from study_report import DIMENSIONS, MARGIN, sweep_key
+from study_report import DIMENSIONS, MARGIN, row_key
 
 KNOBS = ("rank", "bank", "experts", "top_k", "layers")
 TITLES = {"single": "Single task (PutCubeOnPlate, 600 steps; nominal + every dimension at levels 1-5, 5 episodes "
@@ -107,7 +107,7 @@ def stage_times(records: list[dict[str, Any]], setting: str) -> list[str]:
                 notes[(r["label"], r["seed"])] = r["stage_note"]
     seeds = sorted({s for v in runs.values() for s in v})
     lines = ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
-    for label in sorted(runs, key=lambda k: (True, *sweep_key(k)) if k.startswith("sweep") else (False, k, 0)):
+    for label in sorted(runs, key=row_key):
         times = runs[label]
         lines.append(f"| {label} | " + " | ".join(f"{times[s]:.0f}{'*' if (label, s) in notes else ''}"
                                                     if s in times else "—" for s in seeds) + " |")

@@ -86,11 +86,8 @@ def paired(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, A
     from simeval.compare import compare_outcomes
 
     seeds = {k: {r["seed"]: r for r in runs[k]} for k in (a, b)}
-    untrained = [k for k in (a, b) if k == "none"]
-    if untrained:
-        shared = sorted(seeds[b if untrained[0] == a else a])
-    else:
-        shared = sorted(set(seeds[a]) & set(seeds[b]))
+    trained = b if a == "none" else a if b == "none" else None
+    shared = sorted(seeds[trained]) if trained else sorted(set(seeds[a]) & set(seeds[b]))
     if not shared:  # no seed in common yet: nothing to pair
         return None
     pick = lambda k, s: seeds[k].get(s) or next(iter(seeds[k].values()))  # noqa: E731
@@ -118,15 +115,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         if not runs:
             continue
         main = {k: v for k, v in runs.items() if not k.startswith("sweep")}
-        order = sorted(main, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))
+        order = sorted(main, key=row_key)
         comparisons = [paired(runs, a, ref) for ref in REFERENCES if ref in main for a in order
                        if a != ref and not (a in REFERENCES and REFERENCES.index(a) < REFERENCES.index(ref))]
         comparisons = [c for c in comparisons if c]
         _adjust(comparisons)
         out[setting] = {"methods": {k: method_row(main[k], total) for k in order},
                         "comparisons": comparisons,
-                        "sweep": {k: method_row(runs[k], total) for k in sorted(
-                            (k for k in runs if k.startswith("sweep")), key=sweep_key)}}
+                        "sweep": {k: method_row(runs[k], total) for k in sorted(set(runs) - set(main), key=row_key)}}
     return out
 
 
@@ -252,10 +248,13 @@ def rank_claim(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
     return {**claim, "sweeps": found}
 
 
-def sweep_key(label: str) -> tuple[str, int]:
-    """"sweep lora rank=16" -> ("lora", 16): the sweep's rows by method, then by size as a number."""
-    _, method, knob = label.split()
-    return method, int(knob.partition("=")[2])
+def row_key(label: str) -> tuple[int, str, int]:
+    """Where a label's row goes in every table: ORDER's methods first, then any other, then the rank
+    sweep by method and by size as a number ("sweep lora rank=4" before "sweep lora rank=16")."""
+    if label.startswith("sweep "):
+        _, method, knob = label.split()
+        return len(ORDER) + 1, method, int(knob.partition("=")[2])
+    return (ORDER.index(label), "", 0) if label in ORDER else (len(ORDER), label, 0)
 
 
 def capvector_cost(records: list[dict[str, Any]]) -> dict[str, Any] | None:
