@@ -182,6 +182,29 @@ def single_task_vector(seed: int, args: argparse.Namespace, single: Setting) -> 
     return vector
 
 
+def provenance(data: Path) -> dict[str, str]:
+    """What a stage's outcome depends on beyond its options and seed: the demonstrations' contents and
+    the CPU whose float kernels trained it. Evaluation repeats exactly on another machine, but a
+    stage's training need not (see the README), so every record says where it ran."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    digest = hashlib.sha256()
+    for demo in sorted((data / "demos").glob("*.npz")):  # the arrays, not the zip bytes (those hold times)
+        with np.load(demo) as arrays:
+            for key in sorted(arrays.files):
+                digest.update(f"{demo.name}/{key}/{arrays[key].dtype}/{arrays[key].shape}".encode())
+                digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    info = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.is_file() else [])
+              if line.startswith("model name")]
+    cpu = models[0] if models else platform.processor()
+    return {"data_sha256": digest.hexdigest(), "cpu": cpu, "torch_cpu": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__}
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -250,10 +273,12 @@ def main() -> None:
     specs = settings(args.quick)
     collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
     todo = [s for s in stages if s not in done][: args.stages]
+    machine = provenance(args.data) if todo else {}
     for stage in todo:
         started = time.perf_counter()
         record = run_stage(stage, args, specs)
         record["stage_seconds"] = round(time.perf_counter() - started, 1)
+        record["provenance"] = machine
         path = stage_file(args.results, stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record) + "\n")
