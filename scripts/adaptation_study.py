@@ -4,6 +4,7 @@ PiPER perturb suite with the power to separate the methods. Resumable stage by s
 
     python scripts/adaptation_study.py [--stages 5] [--list] [--quick]
     python scripts/adaptation_study.py --report    # tables, claims and plots from the stages done so far
+    python scripts/adaptation_study.py --rerun single/lora-small/seed2   # does this machine repeat a stage?
 
 What runs (each a *stage*: adapt the reference to the PiPER with one method and seed, then evaluate it):
 - **single task** (PutCubeOnPlate, 600 steps): nominal and every dimension at levels 1-5, 5 episodes
@@ -205,6 +206,27 @@ def provenance(data: Path) -> dict[str, str]:
             "torch": torch.__version__}
 
 
+def rerun(stage: Stage, args: argparse.Namespace, specs: dict[str, Setting], tag: str) -> Path:
+    """Run a finished stage again, from scratch, into ``<results>/reruns/<stage>-<tag>.json`` and
+    compare its outcomes with the stage file's, episode by episode: does this machine repeat it?"""
+    kept = json.loads(stage_file(args.results, stage).read_text())
+    out = args.results / "reruns" / f"{stage.name}-{tag}.json"
+    if out.exists():
+        raise SystemExit(f"--rerun: {out} exists; pass another --tag")
+    started = time.perf_counter()
+    record = run_stage(stage, argparse.Namespace(**{**vars(args), "work": args.work / "reruns" / tag}), specs)
+    record.update(stage_seconds=round(time.perf_counter() - started, 1), provenance=provenance(args.data),
+                  rerun_of=f"stages/{stage.name}.json")
+    pairs = list(zip(kept["eval"]["success"], record["eval"]["success"]))
+    record["paired"] = {"both": pairs.count(("1", "1")), "only_stage": pairs.count(("1", "0")),
+                        "only_rerun": pairs.count(("0", "1")), "identical": kept["eval"]["success"] == record["eval"]["success"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record) + "\n")
+    print(f"{stage.name} again: {record['eval']['successes']}/{record['eval']['n']} against the stage file's "
+          f"{kept['eval']['successes']}/{kept['eval']['n']}; {record['paired']}", flush=True)
+    return out
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -255,6 +277,10 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the stages, done or not, and stop")
     parser.add_argument("--report", action="store_true", help="tables, claims and plots of the stages done so far, "
                         "to <results>.{md,json,png}, and stop")
+    parser.add_argument("--rerun", metavar="STAGE", help="run one finished stage again (a name --list prints) "
+                        "into <results>/reruns/, with this machine's provenance, and compare the outcomes")
+    parser.add_argument("--tag", default=None, help="with --rerun: the rerun's file suffix (default: torch's CPU "
+                        "capability, e.g. avx512)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke version: one seed, 4 steps, level 3, "
                         "2 tasks, 15-step episodes")
     args = parser.parse_args()
@@ -271,6 +297,15 @@ def main() -> None:
         print(f"{len(done)} of {len(stages)} stages done")
         return
     specs = settings(args.quick)
+    if args.rerun:
+        chosen = next((s for s in done if s.name == args.rerun), None)
+        if chosen is None:
+            parser.error(f"--rerun: {args.rerun!r} is not a finished stage; valid: the names --list marks done")
+        collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
+        import torch
+
+        rerun(chosen, args, specs, args.tag or torch.backends.cpu.get_cpu_capability().lower())
+        return
     collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
     todo = [s for s in stages if s not in done][: args.stages]
     machine = provenance(args.data) if todo else {}
