@@ -185,8 +185,8 @@ def single_task_vector(seed: int, args: argparse.Namespace, single: Setting) -> 
 
 def provenance(data: Path) -> dict[str, str]:
     """What a stage's outcome depends on beyond its options and seed: the demonstrations' contents and
-    the CPU whose float kernels trained it. Evaluation repeats exactly on another machine, but a
-    stage's training need not (see the README), so every record says where it ran."""
+    the CPU whose float kernels ran it. Another machine repeats an evaluation up to a few episodes,
+    but not a stage's training (see the README), so every record says where it ran."""
     import platform
 
     import numpy as np
@@ -206,13 +206,15 @@ def provenance(data: Path) -> dict[str, str]:
             "torch": torch.__version__}
 
 
+def rerun_file(results: Path, stage: Stage, tag: str) -> Path:
+    return results / "reruns" / f"{stage.name}-{tag}.json"
+
+
 def rerun(stage: Stage, args: argparse.Namespace, specs: dict[str, Setting], tag: str) -> Path:
-    """Run a finished stage again, from scratch, into ``<results>/reruns/<stage>-<tag>.json`` and
-    compare its outcomes with the stage file's, episode by episode: does this machine repeat it?"""
+    """Run a finished stage again, from scratch, into ``rerun_file`` and compare its outcomes with the
+    stage file's, episode by episode: does this machine repeat it?"""
     kept = json.loads(stage_file(args.results, stage).read_text())
-    out = args.results / "reruns" / f"{stage.name}-{tag}.json"
-    if out.exists():
-        raise SystemExit(f"--rerun: {out} exists; pass another --tag")
+    out = rerun_file(args.results, stage, tag)
     started = time.perf_counter()
     record = run_stage(stage, argparse.Namespace(**{**vars(args), "work": args.work / "reruns" / tag}), specs)
     record.update(stage_seconds=round(time.perf_counter() - started, 1), provenance=provenance(args.data),
@@ -301,10 +303,13 @@ def main() -> None:
         chosen = next((s for s in done if s.name == args.rerun), None)
         if chosen is None:
             parser.error(f"--rerun: {args.rerun!r} is not a finished stage; valid: the names --list marks done")
-        collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
         import torch
 
-        rerun(chosen, args, specs, args.tag or torch.backends.cpu.get_cpu_capability().lower())
+        tag = args.tag or torch.backends.cpu.get_cpu_capability().lower()
+        if rerun_file(args.results, chosen, tag).exists():  # never overwrite an earlier rerun
+            parser.error(f"--rerun: {rerun_file(args.results, chosen, tag)} exists; pass another --tag")
+        collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
+        rerun(chosen, args, specs, tag)
         return
     collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
     todo = [s for s in stages if s not in done][: args.stages]

@@ -161,7 +161,8 @@ def test_quick_study_runs_stops_resumes_and_reports(tmp_path):
     capvector = stage("single/capvector/seed0")
     assert capvector["vector_seconds"] > 0 and capvector["auxiliary"]["eval"]["n"] == capvector["eval"]["n"]
     assert capvector["auxiliary"]["auxiliary_seconds"] > 0
-    marks = {json.dumps(json.loads(f.read_text())["provenance"], sort_keys=True) for f in files}
+    marks = {json.dumps(json.loads(f.read_text())["provenance"], sort_keys=True)
+             for f in (tmp_path / "results" / "stages").rglob("*.json")}
     assert len(marks) == 1  # both runs saw the same demonstrations on the same machine
     mark = json.loads(marks.pop())
     assert len(mark["data_sha256"]) == 64 and mark["torch_cpu"] and mark["cpu"]
@@ -177,7 +178,7 @@ def test_quick_study_runs_stops_resumes_and_reports(tmp_path):
     assert repeat["train_seconds"] > 0 and repeat["rerun_of"] == "stages/single/lora-small/seed0.json"
     refused = subprocess.run([*common, "--rerun", "single/lora-small/seed0", "--tag", "t"], capture_output=True,
                              text=True, cwd=tmp_path)
-    assert refused.returncode != 0 and "exists" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 2 and "exists" in refused.stderr and "Traceback" not in refused.stderr
 
     subprocess.run([*common, "--report"], check=True, capture_output=True, cwd=tmp_path)
     data = json.loads((tmp_path / "results.json").read_text())
