@@ -210,22 +210,36 @@ def rerun_file(results: Path, stage: Stage, tag: str) -> Path:
     return results / "reruns" / f"{stage.name}-{tag}.json"
 
 
-def rerun(stage: Stage, args: argparse.Namespace, specs: dict[str, Setting], tag: str) -> Path:
+def timed_stage(stage: Stage, args: argparse.Namespace, specs: dict[str, Setting], machine: dict) -> dict[str, Any]:
+    """``run_stage``'s record with its wall seconds and where it ran."""
+    started = time.perf_counter()
+    record = run_stage(stage, args, specs)
+    record.update(stage_seconds=round(time.perf_counter() - started, 1), provenance=machine)
+    return record
+
+
+def rerun_pairing(kept: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
+    """The stage file's episodes (a) against the rerun's (b): ``simeval compare``'s overall cell."""
+    from simeval.compare import compare_outcomes
+    from study_report import outcomes
+
+    cell = compare_outcomes({"stage": [outcomes(kept)], "rerun": [outcomes(again)]})["comparisons"][0]["cells"][0]
+    return {**cell, "identical": kept["success"] == again["success"]}
+
+
+def rerun(stage: Stage, args: argparse.Namespace, specs: dict[str, Setting], tag: str, machine: dict) -> Path:
     """Run a finished stage again, from scratch, into ``rerun_file`` and compare its outcomes with the
     stage file's, episode by episode: does this machine repeat it?"""
     kept = json.loads(stage_file(args.results, stage).read_text())
     out = rerun_file(args.results, stage, tag)
-    started = time.perf_counter()
-    record = run_stage(stage, argparse.Namespace(**{**vars(args), "work": args.work / "reruns" / tag}), specs)
-    record.update(stage_seconds=round(time.perf_counter() - started, 1), provenance=provenance(args.data),
-                  rerun_of=f"stages/{stage.name}.json")
-    pairs = list(zip(kept["eval"]["success"], record["eval"]["success"]))
-    record["paired"] = {"both": pairs.count(("1", "1")), "only_stage": pairs.count(("1", "0")),
-                        "only_rerun": pairs.count(("0", "1")), "identical": kept["eval"]["success"] == record["eval"]["success"]}
+    record = timed_stage(stage, argparse.Namespace(**{**vars(args), "work": args.work / "reruns" / tag}), specs,
+                         machine)
+    record.update(rerun_of=f"stages/{stage.name}.json", paired=rerun_pairing(kept["eval"], record["eval"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record) + "\n")
     print(f"{stage.name} again: {record['eval']['successes']}/{record['eval']['n']} against the stage file's "
-          f"{kept['eval']['successes']}/{kept['eval']['n']}; {record['paired']}", flush=True)
+          f"{kept['eval']['successes']}/{kept['eval']['n']}: only the stage file {record['paired']['only_a']}, only "
+          f"the rerun {record['paired']['only_b']}, McNemar p = {record['paired']['p_value']:.2g}", flush=True)
     return out
 
 
@@ -299,26 +313,24 @@ def main() -> None:
         print(f"{len(done)} of {len(stages)} stages done")
         return
     specs = settings(args.quick)
+    chosen, tag = None, args.tag
     if args.rerun:
         chosen = next((s for s in done if s.name == args.rerun), None)
         if chosen is None:
             parser.error(f"--rerun: {args.rerun!r} is not a finished stage; valid: the names --list marks done")
         import torch
 
-        tag = args.tag or torch.backends.cpu.get_cpu_capability().lower()
+        tag = tag or torch.backends.cpu.get_cpu_capability().lower()
         if rerun_file(args.results, chosen, tag).exists():  # never overwrite an earlier rerun
             parser.error(f"--rerun: {rerun_file(args.results, chosen, tag)} exists; pass another --tag")
-        collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
-        rerun(chosen, args, specs, tag)
-        return
     collect(args.data, args.demos, tuple(dict.fromkeys(t for s in specs.values() for t in s.tasks)))
-    todo = [s for s in stages if s not in done][: args.stages]
-    machine = provenance(args.data) if todo else {}
+    todo = [] if chosen else [s for s in stages if s not in done][: args.stages]
+    machine = provenance(args.data) if todo or chosen else {}
+    if chosen:
+        rerun(chosen, args, specs, tag, machine)
+        return
     for stage in todo:
-        started = time.perf_counter()
-        record = run_stage(stage, args, specs)
-        record["stage_seconds"] = round(time.perf_counter() - started, 1)
-        record["provenance"] = machine
+        record = timed_stage(stage, args, specs, machine)
         path = stage_file(args.results, stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record) + "\n")
