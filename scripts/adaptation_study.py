@@ -86,8 +86,8 @@ def settings(quick: bool) -> dict[str, Setting]:
 
 
 def plan(base: Path, quick: bool = False) -> list[Stage]:
-    """Every stage, in the order they run: the single-task methods at seed 0, the rank sweep, the
-    other seeds, then the multi-task ones: every claim gets a first figure before any gets more seeds."""
+    """Every stage, in the order they run: the single-task setting, then the multi-task one. Within a
+    setting, the stages its claims compare run first (see :func:`claims_first`), seed by seed."""
     from policies.adapters.budget import match_budget
     from policies.vla.checkpoint import load_checkpoint
 
@@ -104,8 +104,23 @@ def plan(base: Path, quick: bool = False) -> list[Stage]:
             if setting == "single" and seed == 0 and not quick:
                 block += [Stage(setting, f"sweep {m} {knob}={v}", m, {knob: v}, 0)
                           for v in SWEEP for m, knob in (("lora", "rank"), ("lora_sp", "bank"))]
-        stages += block
+        stages += claims_first(block, setting)
     return stages
+
+
+def claims_first(block: list[Stage], setting: str) -> list[Stage]:
+    """The unadapted base and the methods a claim of ``setting`` compares, at every seed, before the
+    methods no claim needs (the large budget, the rank sweep, and multi-task last-k, CLP, CapVector).
+
+    Why: the study runs across sessions, and one that stops early has then tested every claim with
+    all its seeds. Each part keeps plan order (seed 0 of every method first), and a stage's file
+    does not depend on when it ran, so the order changes nothing but what is done first."""
+    from study_report import CLAIMS
+
+    claimed = {"none"}
+    for claim in (c for c in CLAIMS if c.setting == setting):
+        claimed |= {claim.a} | ({f"{m}@small" for m in PEFT} if claim.b == "best peft" else {claim.b})
+    return sorted(block, key=lambda stage: stage.label not in claimed)
 
 
 def collect(data: Path, episodes: int, tasks: tuple[str, ...] | None = None) -> None:

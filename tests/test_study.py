@@ -131,6 +131,29 @@ def test_provenance_hashes_the_arrays_not_the_files(tmp_path):
     assert provenance(tmp_path)["data_sha256"] != first["data_sha256"]
 
 
+def test_claims_first_runs_every_seed_of_what_a_claim_compares_before_the_rest():
+    """An interrupted study has tested its claims with every seed: in the multi-task setting (claims:
+    GSE against full, LoRA-SP against LoRA) last-k, the large budget, CLP and CapVector wait, and each
+    part keeps its seed order; in the single task the "best PEFT" claim keeps every small-budget
+    method first, and only the large budget and the rank sweep wait."""
+    from adaptation_study import PEFT, Stage, claims_first
+
+    def block(setting: str) -> list[Stage]:
+        stages = [Stage(setting, "none", "none")]
+        for seed in (0, 1, 2):
+            labels = ["full", *(f"{m}@small" for m in PEFT), "lora@large", "clp", "capvector"]
+            stages += [Stage(setting, label, label.split("@")[0], {}, seed) for label in labels]
+        return stages + [Stage(setting, "sweep lora rank=4", "lora", {"rank": 4}, 0)]
+
+    multi = [s.name for s in claims_first(block("multi"), "multi")]
+    claimed = [f"multi/{label}/seed{k}" for k in (0, 1, 2) for label in ("full", "lora-small", "lora_sp-small", "gse-small")]
+    rest = [f"multi/{label}/seed{k}" for k in (0, 1, 2) for label in ("last_k-small", "lora-large", "clp", "capvector")]
+    assert multi == ["multi/none/seed0", *claimed, *rest, "multi/sweep_lora_rank4/seed0"]
+    single = [f"{s.label}/{s.seed}" for s in claims_first(block("single"), "single")]
+    assert single[-4:] == ["lora@large/0", "lora@large/1", "lora@large/2", "sweep lora rank=4/0"]
+    assert single[:8] == ["none/0", "full/0", *(f"{m}@small/0" for m in PEFT), "clp/0", "capvector/0"]
+
+
 @pytest.mark.study
 def test_quick_study_runs_stops_resumes_and_reports(tmp_path):
     common = [sys.executable, str(SCRIPT), "--quick", "--data", str(tmp_path / "data"), "--work",
