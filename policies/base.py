@@ -62,6 +62,7 @@ class Batch:
     agentview: np.ndarray | None = None  # (B, H, W, 3) uint8
     wrist: np.ndarray | None = None  # (B, H, W, 3) uint8
     privileged: list[dict[str, Any]] | None = None  # simulator truth, for privileged (scripted) policies
+    native: list[dict[str, Any]] | None = None  # a LIBERO world's own proprioception (LIBERO's robot0_* keys)
 
     def __len__(self) -> int:
         return len(self.slots)

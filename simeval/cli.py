@@ -1,5 +1,5 @@
 """The ``simeval`` command line: ``run``, ``serve``, ``check``, ``compare``, ``collect``, ``train``, ``finetune``,
-``list``, ``render-tasks``, ``gallery``.
+``list``, ``render-tasks``, ``gallery``, ``setup``.
 
 Bad input gets one line on stderr naming what is wrong and what is valid, and exit code 2.
 """
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from simeval.libero.cli_setup import add_setup_parser, cmd_setup
 from simeval.method_flags import add_method_flags as _add_method_flags
 from simeval.method_flags import flag_of, method_flags  # noqa: F401  (tests read them here)
 
@@ -169,6 +170,7 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     gallery.add_argument("--size", type=int, default=160, help="pixels per tile")
     gallery.add_argument("--seed", type=int, default=0)
     gallery.add_argument("--profile", default="fast", help="render profile: fast or full")
+    add_setup_parser(sub)
     return parser
 
 
@@ -277,20 +279,23 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 def _suite_from_args(args: argparse.Namespace):
     """The suite named by ``--suite``, filtered and overridden by the other flags."""
-    from envs.robots import ROBOTS
-    from envs.tasks.library import TASKS
+    from simeval import worlds
     from simeval.suites import load_suite
 
     suite = load_suite(args.suite)
     if args.robot:
-        suite.robots = [r for r in _names(args.robot, list(ROBOTS), "robot") if r in suite.robots] or \
+        suite.robots = [r for r in _names(args.robot, worlds.robots(suite.world), "robot") if r in suite.robots] or \
             _fail(f"--robot {args.robot}: none of these robots is in suite {suite.name!r} ({', '.join(suite.robots)})")
     if args.tasks:
-        suite.tasks = [t for t in _names(args.tasks, [t.name for t in TASKS], "task") if t in suite.tasks] or \
+        chosen = worlds.resolve_tasks(suite.world, [t.strip() for t in args.tasks.split(",") if t.strip()])
+        suite.tasks = [t for t in suite.tasks if t in chosen] or \
             _fail(f"--tasks {args.tasks}: none of these tasks is in suite {suite.name!r}")
     if args.episodes is not None:
         if args.episodes < 1:
             raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+        most = min((worlds.max_episodes(suite.world, t) or args.episodes) for t in suite.tasks)
+        if args.episodes > most:
+            raise UsageError(f"--episodes {args.episodes}: the tasks of suite {suite.name!r} have {most} init states")
         suite.episodes = args.episodes
     if args.seed is not None:
         suite.seed = args.seed
@@ -466,7 +471,7 @@ def _read_json(path: Path, flag: str) -> dict:
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
             "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train,
-            "finetune": _cmd_finetune, "serve": _cmd_serve, "compare": _cmd_compare}
+            "finetune": _cmd_finetune, "serve": _cmd_serve, "compare": _cmd_compare, "setup": cmd_setup}
 
 
 def one_line(err: BaseException) -> str:

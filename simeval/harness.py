@@ -190,6 +190,21 @@ def start_order(specs: list[EpisodeSpec]) -> list[EpisodeSpec]:
     return sorted(specs, key=lambda s: (s.task, s.robot, s.variant, s.index))
 
 
+def _check_world(request: RunRequest, policy: "Policy") -> None:
+    """A LIBERO suite needs LIBERO's side environment (built here on first use, with a line saying
+    so) and a policy that reads what a LIBERO world shows (not simeval's simulator state)."""
+    from simeval import worlds
+
+    if not worlds.is_libero(request.suite.world):
+        return
+    if policy.observation_spec.privileged:
+        raise RunError(f"policy {request.policy!r} reads simeval's simulator state, which LIBERO's worlds do not "
+                       f"provide; give a policy that reads cameras and state (random, a checkpoint, ws://...)")
+    from simeval.libero.sideenv import ensure_side_env
+
+    ensure_side_env()
+
+
 def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Observer"] = (),
                  video: "VideoPolicy | None" = None) -> Rollout:
     """Select the episodes, prepare the run directory, build the pool and roll out what is missing,
@@ -199,6 +214,7 @@ def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Obs
     from simeval.video import VideoRecorder
 
     specs = select(request)
+    _check_world(request, policy)
     done = prepare_dir(request, specs)
     if video is not None:
         for record in done:

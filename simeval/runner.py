@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from envs.tasks.library import get_task
 from policies.base import Batch, EpisodeStart, Policy, SlotError, per_slot
 from simeval.pools import Chunk, Pool, PoolConfig, Reply, Reset, make_pool, policy_threads
+from simeval import worlds
 from simeval.records import EpisodeRecord, variant_cell
 from simeval.suites import EpisodeSpec
 
@@ -87,16 +87,18 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
 
     def finish(slot: int, success: bool, error: str | None = None) -> None:
         episode = active.pop(slot)
-        spec, last, task = episode.spec, episode.last, get_task(episode.spec.task)
+        spec, last = episode.spec, episode.last
+        named = worlds.named_object(spec.world, spec.task)
         dimension, level = variant_cell(spec.variant)
         moved = last.first_moved if last else None
         record = EpisodeRecord(
-            id=spec.id, task=spec.task, robot=spec.robot, family=task.family, perturbation=spec.variant,
+            id=spec.id, task=spec.task, robot=spec.robot, family=worlds.family(spec.world, spec.task),
+            perturbation=spec.variant,
             dimension=dimension, level=level, params=episode.info.get("perturbation", {}).get("params", {}),
             seed=spec.seed, success=bool(success and error is None), steps=episode.steps, error=error,
             instruction=last.instruction if last and last.instruction else "",
-            wall_s=round(time.perf_counter() - episode.started, 3), named_object=task.named_object,
-            first_moved=moved, grounded=None if task.named_object is None or moved is None else moved == task.named_object)
+            wall_s=round(time.perf_counter() - episode.started, 3), named_object=named,
+            first_moved=moved, grounded=None if named is None or moved is None else moved == named)
         for observer in observers:
             observer.finished(slot, episode, record)
         records.append(record.to_dict())
@@ -201,6 +203,8 @@ def _act(policy: Policy, pool: Pool, active: dict[int, Active], slots: list[int]
             setattr(batch, cam, np.stack([pool.images[s][cam] for s in need]))
     if policy.observation_spec.privileged:
         batch.privileged = [r.privileged for r in replies]
+    if all(r.native is not None for r in replies):
+        batch.native = [r.native for r in replies]
     try:
         answer = policy.act(batch)
     except Exception as err:

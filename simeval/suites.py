@@ -7,12 +7,14 @@ Built-in suites live in ``simeval/suite_files/*.yaml``; a path to a user's own f
 Suite keys: ``name``, ``description``, ``tasks`` (list or ``all``), ``robots`` (list or ``all``),
 ``perturbations`` (variants such as ``nominal``, ``camera:3``, ``light:2,camera:1``; ranges
 ``camera:1-5``; ``*:L`` or ``*:1-5`` for every dimension), ``episodes`` (per task x robot x
-variant), ``max_steps`` (optional override of the tasks' step limits), ``seed``, ``image_size``.
+variant), ``max_steps`` (optional override of the tasks' step limits), ``seed``, ``image_size``,
+``world`` (``simeval``, the default, or a LIBERO benchmark such as ``libero_spatial``: see
+``simeval.worlds``; there ``tasks`` are LIBERO's, the robot LIBERO's Panda, the variant ``nominal``
+and ``episodes`` the init states taken, the first N of each task's 50).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ import yaml
 MAX_EPISODES = 10_000  # per cell
 MAX_TOTAL = 1_000_000  # per suite: a bigger one is split, not held in memory as one list
 MAX_FILE_BYTES = 1_000_000
-KEYS = ("name", "description", "tasks", "robots", "perturbations", "episodes", "max_steps", "seed", "image_size")
+KEYS = ("name", "description", "world", "tasks", "robots", "perturbations", "episodes", "max_steps", "seed",
+        "image_size")
 
 
 class SuiteError(ValueError):
@@ -39,7 +42,8 @@ class EpisodeSpec:
     variant: str
     seed: int
     max_steps: int
-    index: int
+    index: int  # the episode's number in its cell (in a LIBERO world: the task's init state)
+    world: str = "simeval"  # simeval's worlds, or the LIBERO benchmark the task is from (simeval.libero)
 
 
 @dataclass
@@ -53,32 +57,30 @@ class Suite:
     max_steps: int | None = None
     image_size: int = 128
     description: str = ""
+    world: str = "simeval"
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("source")
+        if data["world"] == "simeval":  # a run.json of simeval's worlds reads as before worlds existed
+            data.pop("world")
         return data
 
     def episode_specs(self) -> list[EpisodeSpec]:
         """Every episode, in a fixed order: variant, task, robot, index."""
-        from envs.tasks.library import get_task
+        from simeval import worlds
 
         specs = []
         for variant in self.perturbations:
             for task in self.tasks:
-                limit = self.max_steps or get_task(task).max_steps
+                limit = self.max_steps or worlds.max_steps(self.world, task)
                 for robot in self.robots:
                     for i in range(self.episodes):
                         key = f"{self.name}/{task}-{robot}/{variant}/{i:04d}"
-                        specs.append(EpisodeSpec(key, task, robot, variant, episode_seed(self.seed, key), limit, i))
+                        seed = worlds.episode_seed(self.world, self.seed, key)
+                        specs.append(EpisodeSpec(key, task, robot, variant, seed, limit, i, self.world))
         return specs
-
-
-def episode_seed(suite_seed: int, episode_id: str) -> int:
-    """A stable 31-bit seed for an episode id (identical on every machine and Python)."""
-    digest = hashlib.sha256(f"{suite_seed}/{episode_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 SUITE_DIR = Path(__file__).with_name("suite_files")
@@ -122,8 +124,7 @@ def _key_lines(node) -> dict[str, int]:
 def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] | None = None) -> Suite:
     """Validate a suite mapping; every error names the file, the line and the key."""
     from envs.perturbations import DIMENSIONS, parse_variant
-    from envs.robots import ROBOTS
-    from envs.tasks.library import TASKS
+    from simeval import worlds
 
     lines = lines or {}
 
@@ -154,8 +155,11 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
             raise fail(key, f"{', '.join(twice)} listed more than once; name each once")
         return list(value)
 
-    tasks = names("tasks", [t.name for t in TASKS])
-    robots = names("robots", list(ROBOTS))
+    world = data.get("world", worlds.SIMEVAL)
+    if not isinstance(world, str) or world not in worlds.worlds():
+        raise fail("world", f"unknown world {_short(world)}; valid worlds: {', '.join(worlds.worlds())}")
+    tasks = names("tasks", worlds.task_names(world))
+    robots = names("robots", worlds.robots(world))
     raw = data["perturbations"]
     if not isinstance(raw, list) or not raw:
         raise fail("perturbations", "must be a non-empty list of variants such as 'nominal' or 'camera:3'")
@@ -180,6 +184,12 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise fail(key, f"must be an integer within {low}..{high}, got {_short(value)}")
         ints[key] = value
+    if world != worlds.SIMEVAL:
+        if variants != ["nominal"]:
+            raise fail("perturbations", f"world {world} runs LIBERO's nominal scenes only: give [nominal]")
+        most = min(worlds.max_episodes(world, t) for t in tasks)
+        if ints["episodes"] > most:
+            raise fail("episodes", f"{ints['episodes']} episodes per task, but LIBERO's tasks have {most} init states")
     max_steps = data.get("max_steps")
     if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
                                   or not 1 <= max_steps <= 100_000):
@@ -195,7 +205,7 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
     if not isinstance(description, (str, type(None))):
         raise fail("description", f"must be a string, got {type(description).__name__}")
     return Suite(name=name, tasks=tasks, robots=robots, perturbations=variants, max_steps=max_steps,
-                 description=description or "", source=str(path), **ints)
+                 description=description or "", world=world, source=str(path), **ints)
 
 
 def _duplicates(values: list[str]) -> list[str]:

@@ -158,8 +158,9 @@ class RemotePolicy(Policy):
         for i, slot in enumerate(batch.slots):
             images = {cam: getattr(batch, cam)[i] for cam in self.observation_spec.cameras}
             privileged = batch.privileged[i] if batch.privileged is not None else None
+            native = batch.native[i] if batch.native is not None else None
             observations.append(SlotObservation(batch.state[i], batch.instruction[i], images, privileged,
-                                                self._starts.pop(slot, None)))
+                                                self._starts.pop(slot, None), native))
         if len(observations) == 1:
             return [self._request(batch.slots[0], observations[0])]
         if self._threads is None:
@@ -192,9 +193,9 @@ class RemotePolicy(Policy):
             self._drop(slot)
             lines = [line for line in reply.strip().splitlines() if line.strip()]
             return SlotError(f"policy server error: {lines[-1].strip() if lines else 'no message'}"[:500])
-        return self._chunk(reply)
+        return self._chunk(reply, obs.native is not None)
 
-    def _chunk(self, frame: bytes) -> np.ndarray | SlotError:
+    def _chunk(self, frame: bytes, native: bool = False) -> np.ndarray | SlotError:
         try:
             reply = unpack(frame)
         except WireError as err:
@@ -207,7 +208,7 @@ class RemotePolicy(Policy):
             with self._lock:
                 self.traffic.server_s.append(timing["infer_ms"] / 1000)
         try:
-            chunk = self.profile.actions_from_wire(reply["actions"])
+            chunk = self.profile.actions_from_wire(reply["actions"], native)
         except ProfileError as err:
             return SlotError(f"policy server {err}")
         return chunk[: self.config.replan] if self.config.replan else chunk

@@ -13,6 +13,7 @@ actions. Add a profile by writing one more dataclass here and an entry in :data:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -43,6 +44,7 @@ class SlotObservation:
     images: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (H, W, 3) uint8
     privileged: dict[str, Any] | None = None
     start: EpisodeStart | None = None
+    native: dict[str, Any] | None = None  # a LIBERO world's own proprioception (robot0_eef_pos, ...)
 
 
 class ProfileError(ValueError):
@@ -132,8 +134,10 @@ class IOProfile(ABC):
         """Server: a (H, 7) simeval chunk as the reply's ``actions``."""
 
     @abstractmethod
-    def actions_from_wire(self, actions: np.ndarray) -> np.ndarray:
-        """Client: the reply's ``actions`` as a (H, 7) simeval chunk; ``ProfileError`` naming a bad shape."""
+    def actions_from_wire(self, actions: np.ndarray, native: bool = False) -> np.ndarray:
+        """Client: the reply's ``actions`` as a (H, 7) chunk in the world's units; ``ProfileError``
+        naming a bad shape. ``native``: the observation came from a LIBERO world, whose actions are
+        LIBERO's own units."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,7 @@ class SimevalProfile(IOProfile):
     def actions_to_wire(self, chunk: np.ndarray) -> np.ndarray:
         return chunk
 
-    def actions_from_wire(self, actions: np.ndarray) -> np.ndarray:
+    def actions_from_wire(self, actions: np.ndarray, native: bool = False) -> np.ndarray:
         actions = _as_array(actions, "reply 'actions'")
         if actions.dtype.kind not in "fiu" or actions.ndim != 2 or actions.shape[1] != ACTION_DIM or not len(actions):
             raise ProfileError(f"reply 'actions' has shape {actions.shape} ({actions.dtype}); expected (H, {ACTION_DIM})")
@@ -208,6 +212,10 @@ class LiberoProfile(IOProfile):
       LIBERO's ``2 acos(w)``), and the two Panda finger positions (+q, -q; 0.04 m each when open,
       from simeval's opening in [0, 1] whatever the robot).
     - ``prompt``: the instruction.
+    - In a LIBERO world (simeval.libero: the observation carries LIBERO's own proprioception) it is
+      exactly openpi's client: the state is ``robot0_eef_pos``, ``_quat2axisangle(robot0_eef_quat)``
+      and ``robot0_gripper_qpos`` as LIBERO reports them (float64), the images LIBERO's renders
+      turned as above, and the actions go to LIBERO unconverted: they are its own units.
     - Actions: the first 7 of each row, LIBERO's normalised delta pose (robosuite OSC limits:
       ``libero_pos_m`` per unit of position, ``libero_rot_rad`` per unit of rotation, both in the
       world frame, as simeval's) rescaled to simeval's 0.02 m and 0.15 rad per unit (values beyond
@@ -249,10 +257,15 @@ class LiberoProfile(IOProfile):
         return resize(np.ascontiguousarray(image), size)
 
     def encode(self, obs: SlotObservation) -> dict:
-        rel = obs.state[3:7].astype(np.float64)  # (w, x, y, z) relative to gripper-down
-        absolute = Rotation.from_matrix(R_DOWN) * Rotation.from_quat([*rel[1:], rel[0]])
-        state = np.concatenate([obs.state[:3], quat_to_libero_axis_angle(absolute.as_quat()),
-                                self.finger_open_m * float(obs.state[7]) * np.array([1.0, -1.0])]).astype(np.float32)
+        if obs.native is not None:  # a LIBERO world: what openpi's client builds from LIBERO's obs
+            native = obs.native
+            state = np.concatenate([native["robot0_eef_pos"], openpi_quat2axisangle(native["robot0_eef_quat"]),
+                                    native["robot0_gripper_qpos"]])
+        else:
+            rel = obs.state[3:7].astype(np.float64)  # (w, x, y, z) relative to gripper-down
+            absolute = Rotation.from_matrix(R_DOWN) * Rotation.from_quat([*rel[1:], rel[0]])
+            state = np.concatenate([obs.state[:3], quat_to_libero_axis_angle(absolute.as_quat()),
+                                    self.finger_open_m * float(obs.state[7]) * np.array([1.0, -1.0])]).astype(np.float32)
         request = {self.state_key: state, self.prompt_key: obs.instruction}
         for cam, key in self._keys.items():
             request[key] = self._to_wire_image(obs.images[cam])
@@ -279,12 +292,26 @@ class LiberoProfile(IOProfile):
     def actions_to_wire(self, chunk: np.ndarray) -> np.ndarray:
         return (np.asarray(chunk, np.float64) / self._scale).astype(np.float32)
 
-    def actions_from_wire(self, actions: np.ndarray) -> np.ndarray:
+    def actions_from_wire(self, actions: np.ndarray, native: bool = False) -> np.ndarray:
         actions = _as_array(actions, "reply 'actions'")
         if actions.dtype.kind not in "fiu" or actions.ndim != 2 or actions.shape[1] < ACTION_DIM or not len(actions):
             raise ProfileError(f"reply 'actions' has shape {actions.shape} ({actions.dtype}); expected (H, D) with "
                                f"D >= {ACTION_DIM} (LIBERO's first 7 are used)")
-        return actions[:, :ACTION_DIM].astype(np.float64) * self._scale
+        actions = actions[:, :ACTION_DIM].astype(np.float64)
+        return actions if native else actions * self._scale
+
+
+def openpi_quat2axisangle(quat: np.ndarray) -> np.ndarray:
+    """openpi's LIBERO example's ``_quat2axisangle`` (from robosuite), as it is: (x, y, z, w) in."""
+    quat = np.array(quat, dtype=np.float64)
+    if quat[3] > 1.0:
+        quat[3] = 1.0
+    elif quat[3] < -1.0:
+        quat[3] = -1.0
+    den = np.sqrt(1.0 - quat[3] * quat[3])
+    if math.isclose(den, 0.0):
+        return np.zeros(3)
+    return (quat[:3] * 2.0 * math.acos(quat[3])) / den
 
 
 def quat_to_libero_axis_angle(xyzw: np.ndarray) -> np.ndarray:

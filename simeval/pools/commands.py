@@ -84,6 +84,7 @@ class Reply:
     first_moved: str | None = None
     error: str | None = None
     frames: list[np.ndarray] = field(default_factory=list)  # agentview per step, for a video
+    native: dict[str, np.ndarray] | None = None  # a LIBERO world's own proprioception (its I/O profile sends it)
 
     @property
     def ended(self) -> bool:
@@ -111,9 +112,17 @@ class SlotRunner:
         self.config = config
         self._cache: dict[int, OrderedDict] = {s: OrderedDict() for s in slots}
         self._running: dict[int, _Running] = {}
+        self._libero = None  # the worker's LIBERO side process (simeval.libero.world), started on first use
+        self._in_libero: set[int] = set()  # slots whose episode runs in a LIBERO world
 
     def run(self, slot: int, command: "Reset | Chunk") -> tuple[Reply, dict[str, np.ndarray]]:
         """The reply to ``command`` in ``slot`` and the policy's camera images, when rendered."""
+        if isinstance(command, Reset):
+            self._in_libero.discard(slot)
+            if command.spec.world != "simeval":
+                self._in_libero.add(slot)
+        if slot in self._in_libero:
+            return self._run_libero(slot, command)
         try:
             return self._reset(slot, command) if isinstance(command, Reset) else self._chunk(slot, command)
         except Exception as err:  # one episode's failure, not the worker's
@@ -122,6 +131,19 @@ class SlotRunner:
 
                 traceback.print_exc()
             return Reply(slot, error=f"{type(err).__name__}: {err}".splitlines()[0]), {}
+
+    def _run_libero(self, slot: int, command: "Reset | Chunk") -> tuple[Reply, dict[str, np.ndarray]]:
+        """A LIBERO slot's command, carried out by the worker's side process; a dead side process
+        ends the worker (the pool replaces it and the runner re-runs its episodes)."""
+        from simeval.libero.world import LiberoWorlds, WorldLost, lost
+
+        if self._libero is None:
+            self._libero = LiberoWorlds(self.config.image_size, self.config.cameras, self.config.per_step)
+        try:
+            return self._libero.run(slot, command)
+        except WorldLost as err:
+            lost(err)
+            raise
 
     def _env(self, slot: int, spec: EpisodeSpec):
         from envs.env import TabletopEnv
@@ -166,6 +188,8 @@ class SlotRunner:
                              first_moved=run.env.first_moved)
 
     def close(self) -> None:
+        if self._libero is not None:
+            self._libero.close()
         for envs_of_slot in self._cache.values():
             for env in envs_of_slot.values():
                 env.close()

@@ -1,0 +1,137 @@
+"""A pool worker's LIBERO worlds: its side process, spoken to with the pool's own commands.
+
+An env worker (a local worker process or a Ray actor) runs in simeval's interpreter, where LIBERO
+cannot be imported. On its first LIBERO episode it starts one side process, LIBERO's side
+environment's interpreter running ``envs/libero/worker.py``, and from then on hands it each
+``Reset`` and ``Chunk`` of its LIBERO slots as one plain message (``envs.libero.wire``) and turns the
+answer into the pool's :class:`~simeval.pools.commands.Reply` and images. A whole chunk is one
+message each way, so the hop costs once per policy decision, not once per step. Everything above
+the worker (the runner, records, resume, faults, Ray) sees a LIBERO slot like any other.
+
+If the side process dies, the worker dies with it (:class:`WorldLost`): the pool replaces the
+worker and the runner re-runs its episodes, as for any worker death.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from envs.libero import wire
+from simeval.libero import catalog
+
+WORKER = Path(__file__).resolve().parents[2] / "envs" / "libero" / "worker.py"
+FINGER_OPEN_M = 0.04  # each Panda finger's joint position when open
+R_DOWN = np.diag([1.0, -1.0, -1.0])  # gripper-down: a half turn about x (envs.robots.base.R_DOWN)
+
+
+class WorldLost(RuntimeError):
+    """The side process is gone: the worker cannot go on (the pool replaces it)."""
+
+
+def simeval_state(native: dict[str, np.ndarray]) -> np.ndarray:
+    """simeval's 8-D state from LIBERO's proprioception: tcp position, orientation as a quaternion
+    (w, x, y, z) relative to gripper-down with w >= 0, gripper opening in [0, 1]."""
+    rotation = Rotation.from_matrix(R_DOWN).inv() * Rotation.from_quat(native["robot0_eef_quat"])  # xyzw
+    x, y, z, w = rotation.as_quat()
+    quat = np.array([w, x, y, z]) * (1.0 if w >= 0 else -1.0)
+    fingers = native["robot0_gripper_qpos"]
+    opening = np.clip((fingers[0] - fingers[1]) / (2 * FINGER_OPEN_M), 0.0, 1.0)
+    return np.concatenate([native["robot0_eef_pos"], quat, [opening]]).astype(np.float32)
+
+
+class LiberoWorlds:
+    """One worker's side process and the messages for its LIBERO slots."""
+
+    def __init__(self, image_size: int, cameras: tuple[str, ...], per_step: bool) -> None:
+        self.image_size, self.cameras, self.per_step = image_size, cameras, per_step
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self.cpu_s = 0.0  # the side process's CPU seconds spent on commands (benchmarks)
+        self._instruction: dict[int, str] = {}  # slot -> its task's instruction, as openpi's client sends it
+
+    def _start(self) -> None:
+        from simeval.libero.sideenv import ensure_side_env
+
+        side = ensure_side_env(progress=False)
+        ours, theirs = socket.socketpair()
+        # LIBERO prints to stdout at import; simeval's own output must not carry it
+        self._proc = subprocess.Popen([str(side.python), str(WORKER), str(theirs.fileno())], env=side.environ(),
+                                      pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL)
+        theirs.close()
+        self._sock = ours
+        self._exchange(None)  # its ready message
+
+    def _exchange(self, message: dict | None) -> dict:
+        try:
+            if message is not None:
+                wire.send(self._sock, message)
+            return wire.recv(self._sock)
+        except (wire.WireClosed, OSError) as err:
+            code = self._proc.poll() if self._proc else None
+            raise WorldLost(f"LIBERO's side process ended ({'exit code ' + str(code) if code is not None else err})") \
+                from None
+
+    def run(self, slot: int, command) -> tuple[Any, dict[str, np.ndarray]]:
+        """The reply to a ``Reset`` or ``Chunk`` of a LIBERO slot, and the images it rendered."""
+        from simeval.pools.commands import Reset
+
+        if self._proc is None:
+            self._start()
+        if isinstance(command, Reset):
+            spec = command.spec
+            task = catalog.get_task(spec.world, spec.task)
+            message = {"op": "reset", "slot": slot, "benchmark": spec.world, "task": task.wire(), "init": spec.index,
+                       "seed": spec.seed, "max_steps": spec.max_steps, "wait_steps": catalog.wait_steps(),
+                       "image_size": self.image_size, "cameras": list(self.cameras), "frames": command.frames,
+                       "per_step": self.per_step}
+            self._instruction[slot] = task.language
+        else:
+            message = {"op": "chunk", "slot": slot, "actions": np.asarray(command.actions, np.float64)}
+        answer = self._exchange(message)
+        self.cpu_s += answer.get("cpu_s", 0.0)
+        return self._reply(slot, answer, isinstance(command, Reset))
+
+    def _reply(self, slot: int, answer: dict, reset: bool):
+        from simeval.pools.commands import Reply
+
+        if answer.get("error"):
+            return Reply(slot, error=answer["error"]), {}
+        native = answer["native"]
+        info = None
+        if reset:
+            info = {"perturbation": {"variant": "nominal", "seed": None, "params": {}}, "layout": {}}
+        reply = Reply(slot, simeval_state(native), self._instruction[slot], steps=answer["steps"],
+                      success=answer["success"], truncated=answer["truncated"], info=info, native=native,
+                      frames=answer["frames"])
+        return reply, answer["images"]
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            wire.send(self._sock, {"op": "close"})
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._sock.close()
+        self._proc = None
+
+
+def lost(err: WorldLost) -> None:
+    """The worker's end when its side process died: one line, and out (the pool replaces it)."""
+    sys.stderr.write(f"simeval: env worker {os.getpid()}: {err}\n")
+    sys.stderr.flush()
+    os._exit(70)
