@@ -45,6 +45,8 @@ results.json, schema "simeval.results/1" (keys in this order):
   by_level       {"nominal" | "dimension:level": Cell}, e.g. "camera:3", "camera+light:2";
                  dimensions in the order above, levels ascending
   by_task        {task: Cell}, tasks in first-seen order
+  by_family      {family: Cell}: simeval's task families, or the LIBERO suite (libero_spatial ...),
+                 the column a published LIBERO table reports
   by_robot       {robot: Cell}, robots in first-seen order
   by_task_robot  {"Task/Robot": Cell}, first-seen order
   counts         {"episodes": int, "successes": int, "errors": int,
@@ -176,6 +178,7 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
         "by_dimension": by_dimension,
         "by_level": by_level,
         "by_task": cells(lambda r: str(r.get("task"))),
+        "by_family": cells(lambda r: str(r.get("family"))),
         "by_robot": cells(lambda r: str(r.get("robot"))),
         "by_task_robot": cells(lambda r: f"{r.get('task')}/{r.get('robot')}"),
         "counts": {"episodes": overall.n, "successes": overall.successes, "errors": overall.errors,

@@ -47,6 +47,12 @@ def _suite_name(results: dict) -> str:
     return str(suite.get("name", "?")) if isinstance(suite, dict) else str(suite or "?")
 
 
+def is_libero_run(results: dict) -> bool:
+    """A run in one of LIBERO's own worlds: nominal scenes only, so no perturbation table."""
+    suite = results.get("suite")
+    return isinstance(suite, dict) and str(suite.get("world", "simeval")).startswith("libero")
+
+
 def _levels(results: dict) -> list[int]:
     found = {split_cell_key(k)[1] for k in results.get("by_level", {})} - {0}
     return sorted(set(LEVELS) | found)
@@ -129,19 +135,27 @@ def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
              f"**Overall success:** {format_cell(results.get('overall'))}", ""]
     if restarted := workers_line(results):
         lines += [f"**{restarted}**", ""]
-    lines += [grounding_line(results), "",
-              "## Success by perturbation dimension and level", "",
-              "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate. "
-              "Spearman ρ: rank correlation of level with success over the dimension's episodes (negative: "
-              "success falls as the level rises; – where undefined: one level only, or every episode alike).", ""]
-    header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal",
-              "Spearman ρ (level vs success)"]
-    rows = [[dim, format_cell(cell), *[format_cell(cells[lvl]) if cells[lvl] else "" for lvl in levels],
-             *(["", ""] if dim == NOMINAL else [format_drop(drop), format_spearman(cell.get("spearman"))])]
-            for dim, cell, cells, drop in level_rows(results)]
-    lines += _md_table(header, rows, "l" + "r" * (len(header) - 1))
-    for title, section, first in (("Per task", "by_task", "Task"), ("Per robot", "by_robot", "Robot"),
-                                  ("Per task and robot", "by_task_robot", "Task/Robot")):
+    if is_libero_run(results):
+        lines += ["## Per LIBERO suite", "",
+                  "As published LIBERO tables report it: success over every episode of the suite, with its Wilson 95% "
+                  "interval (episodes).", ""]
+        lines += _md_table(["Suite", "Success", "Errors"], [[name, format_cell(cell), cell.get("errors", 0)] for name, cell
+                                                            in results.get("by_family", {}).items()], "lrr")
+    else:
+        lines += [grounding_line(results), "",
+                  "## Success by perturbation dimension and level", "",
+                  "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate. "
+                  "Spearman ρ: rank correlation of level with success over the dimension's episodes (negative: "
+                  "success falls as the level rises; – where undefined: one level only, or every episode alike).", ""]
+        header = ["Dimension", "All levels", *[f"Level {lvl}" for lvl in levels], "Drop vs nominal",
+                  "Spearman ρ (level vs success)"]
+        rows = [[dim, format_cell(cell), *[format_cell(cells[lvl]) if cells[lvl] else "" for lvl in levels],
+                 *(["", ""] if dim == NOMINAL else [format_drop(drop), format_spearman(cell.get("spearman"))])]
+                for dim, cell, cells, drop in level_rows(results)]
+        lines += _md_table(header, rows, "l" + "r" * (len(header) - 1))
+    sections = (("Per task", "by_task", "Task"), ("Per robot", "by_robot", "Robot"),
+                ("Per task and robot", "by_task_robot", "Task/Robot"))
+    for title, section, first in sections[:1] if is_libero_run(results) else sections:  # LIBERO: one robot
         lines += [f"## {title}", ""]
         rows = [[name, format_cell(cell), cell.get("errors", 0)] for name, cell in results.get(section, {}).items()]
         lines += _md_table([first, "Success", "Errors"], rows, "lrr")
@@ -397,13 +411,14 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
             f'<div class="overall">{big}</div>',
             *([f'<p class="warn">{e(restarted)}</p>'] if restarted else []),
             f'<p class="note">{e(grounding_line(results))}</p>',
-            "<h2>Success by perturbation</h2>",
-            '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '
-            "bars show Wilson 95% confidence intervals.</p>",
-            svg_chart(results, config.chart_width, config.chart_height),
-            '<h3>Dimension × level</h3><p class="note">Success rate [Wilson 95% CI] (episodes). '
-            "Drop vs nominal: nominal rate minus the dimension's rate, in percentage points.</p>",
-            _level_table(results),
+            *(["<h2>Per LIBERO suite</h2>", _group_table(results, "by_family", "Suite")] if is_libero_run(results) else
+              ["<h2>Success by perturbation</h2>",
+               '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '
+               "bars show Wilson 95% confidence intervals.</p>",
+               svg_chart(results, config.chart_width, config.chart_height),
+               '<h3>Dimension × level</h3><p class="note">Success rate [Wilson 95% CI] (episodes). '
+               "Drop vs nominal: nominal rate minus the dimension's rate, in percentage points.</p>",
+               _level_table(results)]),
             "<h2>Per task</h2>", _group_table(results, "by_task", "Task"),
             "<h2>Per robot</h2>", _group_table(results, "by_robot", "Robot"),
             "<h2>Per task and robot</h2>", _group_table(results, "by_task_robot", "Task / robot"),
