@@ -154,6 +154,8 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list environments, tasks, robots or suites")
     lst.add_argument("what", choices=("envs", "tasks", "robots", "suites"))
     lst.add_argument("--json", action="store_true", help="machine-readable output")
+    lst.add_argument("--world", default="simeval", help="tasks of this world: simeval (default) or a LIBERO benchmark "
+                                                        "(libero_spatial, libero_object, libero_goal, libero_10, libero_90)")
 
     render = sub.add_parser("render-tasks", help="a grid picture of every task on every robot (agentview)")
     render.add_argument("--out", type=Path, default=Path("results/tasks.png"))
@@ -199,7 +201,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(json.dumps(rows))
         else:
             for row in rows:
-                print(f"{row['suite']:<10} {row['episodes']:>5} episodes  {row['description']}")
+                print(f"{row['suite']:<14} {row['episodes']:>5} episodes  {row['description']}")
+    elif args.what == "tasks" and args.world != "simeval":
+        from simeval import worlds
+        from simeval.libero import catalog
+
+        worlds.check_world(args.world)
+        rows = [{"index": t.index, "task": t.name, "instruction": t.language, "init_states": t.init_states,
+                 "max_steps": catalog.max_steps(args.world)} for t in catalog.tasks(args.world)]
+        print(json.dumps(rows, indent=1) if args.json else
+              "\n".join(f"{r['index']:>3}  {r['task']}  \"{r['instruction']}\"" for r in rows))
     elif args.what == "tasks":
         rows = [{"task": t.name, "family": t.family, "instruction": t.instruction, "max_steps": t.max_steps,
                  "goals": [repr(g) for g in t.goals]} for t in TASKS]

@@ -60,6 +60,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def side_versions() -> dict[str, str]:
+    """What LIBERO's side environment runs (its pinned requirements), for a LIBERO run's results."""
+    from simeval.libero.sideenv import REQUIREMENTS
+
+    wanted = ("hf-libero", "bddl", "robosuite", "mujoco", "numpy", "torch")
+    pins = dict(line.split("==", 1) for line in REQUIREMENTS.read_text().splitlines() if "==" in line
+                and not line.startswith("#"))
+    return {f"libero side: {name}": pins[name] for name in wanted if name in pins}
+
+
 def default_out(suite: Suite, policy: str, episode: str | None) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(policy.rstrip("/")).name) or "policy"  # ws://h:8000 -> h_8000
     stem = f"{suite.name}-{name}" + (f"-{re.sub(r'[^A-Za-z0-9_.-]+', '_', episode)}" if episode else "")
@@ -248,7 +258,7 @@ def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequ
                      run.config.workers)
     records = run.records
     results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
-                            versions=versions())
+                            versions={**versions(), **(side_versions() if request.suite.world != "simeval" else {})})
     (request.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_summary_md(results, request.out / "summary.md")
     write_report_html(results, records, request.out / "report.html", request.out)

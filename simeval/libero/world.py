@@ -28,6 +28,7 @@ from envs.libero import wire
 from simeval.libero import catalog
 
 WORKER = Path(__file__).resolve().parents[2] / "envs" / "libero" / "worker.py"
+COMMAND_TIMEOUT_S = 600.0  # one reset or chunk takes seconds; a side process silent this long is hung
 FINGER_OPEN_M = 0.04  # each Panda finger's joint position when open
 R_DOWN = np.diag([1.0, -1.0, -1.0])  # gripper-down: a half turn about x (envs.robots.base.R_DOWN)
 
@@ -67,6 +68,7 @@ class LiberoWorlds:
                                       pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL)
         theirs.close()
+        ours.settimeout(COMMAND_TIMEOUT_S)
         self._sock = ours
         self._exchange(None)  # its ready message
 
@@ -75,6 +77,9 @@ class LiberoWorlds:
             if message is not None:
                 wire.send(self._sock, message)
             return wire.recv(self._sock)
+        except TimeoutError:
+            self._proc.kill()
+            raise WorldLost(f"LIBERO's side process did not answer in {COMMAND_TIMEOUT_S:g} s (killed)") from None
         except (wire.WireClosed, OSError) as err:
             code = self._proc.poll() if self._proc else None
             raise WorldLost(f"LIBERO's side process ended ({'exit code ' + str(code) if code is not None else err})") \
