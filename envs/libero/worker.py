@@ -18,12 +18,14 @@ An episode runs exactly as openpi's LIBERO example runs it: one ``OffScreenRende
   the frames read are untouched.
 - **A cheap reset.** LIBERO's reset rebuilds the MuJoCo model from XML (seconds). A soft reset
   (``hard_reset = False``: ``mj_resetData`` and LIBERO's own ``_reset_internal``, which draws the
-  same placements from ``np.random``) plus the one piece of state a rebuild also renews (the
-  gripper's integrated ``current_action``) gives bit-identical episodes
-  (``scripts/libero_reset_check.py``). The placements are drawn from the global ``np.random``
-  seeded once per task, so episode k of a task sees the (k+1)-th draw after the seed: this worker
-  replays the draws it skipped (resets without stepping), so every episode is the same whichever
-  worker runs it and in which order.
+  placements from ``np.random``) gives bit-identical episodes (``scripts/libero_reset_check.py``:
+  40 of 40 tasks) once it also renews what a rebuild renews: the gripper's integrated
+  ``current_action``, the compiled body poses, and one more copy of the open/close and on/off
+  samplers (each of LIBERO's model loads appends them to a list it never clears, so every reset
+  draws once more per such predicate than the one before). The draws come from the global
+  ``np.random`` seeded once per task, so episode k of a task is the (k+1)-th reset after the seed:
+  this worker replays the resets of the episodes it skipped (no steps), so every episode is the
+  same whichever worker runs it and in which order.
 
 Imports: the standard library, numpy and LIBERO only (never simeval), as the side environment has
 nothing else that simeval uses.
@@ -72,8 +74,17 @@ class World:
     def __init__(self, bddl: str, size: int, cameras: list[str]) -> None:
         from libero.libero.envs import OffScreenRenderEnv
 
+        import mujoco
+
         self.env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=size, camera_widths=size)
-        self.env.env.hard_reset = False  # the cheap reset (see the module docstring)
+        inner = self.env.env
+        inner.hard_reset = False  # the cheap reset (see the module docstring)
+        # what every hard reset starts from: the compiled XML's body poses, and the property samplers
+        # (open/close, on/off) that each of LIBERO's model loads appends to its list
+        xml = (inner._xml_processor or (lambda x: x))(inner.model.get_xml())
+        compiled = mujoco.MjModel.from_xml_string(xml)
+        self.body_pos, self.body_quat = compiled.body_pos.copy(), compiled.body_quat.copy()
+        self.samplers_per_load = list(inner.object_property_initializers)
         self.gates: dict[str, Gate] = {}
         for cam, name in CAMERA_NAMES.items():
             observable = self.env.env._observables[f"{name}_image"]
@@ -89,9 +100,12 @@ class World:
         ``finally: continue``) and would spin forever on one: here only a failed placement retries."""
         from robosuite.utils.errors import RandomizationError
 
+        inner = self.env.env
         for _ in range(MAX_PLACEMENT_TRIES):
+            inner.object_property_initializers.extend(self.samplers_per_load)  # as a model load does
+            inner.sim.model.body_pos[:], inner.sim.model.body_quat[:] = self.body_pos, self.body_quat
             try:
-                self.env.env.reset()
+                inner.reset()
                 break
             except RandomizationError:
                 continue
@@ -103,8 +117,9 @@ class World:
 
     def start(self, seed: int, init: np.ndarray, draw: int) -> dict:
         """Reset onto ``init`` as the ``draw``-th episode after ``seed`` (0 = the first)."""
-        if self.seed != seed or self.draws > draw:
+        if self.seed != seed or self.draws > draw:  # start over as a freshly built env
             self.env.seed(seed)
+            self.env.env.object_property_initializers[:] = self.samplers_per_load
             self.seed, self.draws = seed, 0
         self._open()
         while self.draws < draw:  # the placements of the episodes before it, drawn and dropped
