@@ -33,6 +33,7 @@ nothing else that simeval uses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -92,6 +93,7 @@ class World:
             observable._sensor = self.gates[cam]
         self.seed: int | None = None
         self.draws = 0  # resets since the env was seeded
+        self.rng: tuple | None = None  # this env's np.random state (the worker's other slots draw too)
         self.steps = 0
         self.max_steps = 0
 
@@ -115,17 +117,29 @@ class World:
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
         self.draws += 1
 
+    @contextlib.contextmanager
+    def _own_rng(self):
+        """LIBERO draws from the global ``np.random``, which every env of this process shares: each
+        World keeps its own state of it, as if it were alone (as in LIBERO's loop)."""
+        if self.rng is not None:
+            np.random.set_state(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = np.random.get_state()
+
     def start(self, seed: int, init: np.ndarray, draw: int) -> dict:
         """Reset onto ``init`` as the ``draw``-th episode after ``seed`` (0 = the first)."""
-        if self.seed != seed or self.draws > draw:  # start over as a freshly built env
-            self.env.seed(seed)
-            self.env.env.object_property_initializers[:] = self.samplers_per_load
-            self.seed, self.draws = seed, 0
-        self._open()
-        while self.draws < draw:  # the placements of the episodes before it, drawn and dropped
+        with self._own_rng():
+            if self.seed != seed or self.draws > draw:  # start over as a freshly built env
+                self.env.seed(seed)
+                self.env.env.object_property_initializers[:] = self.samplers_per_load
+                self.seed, self.draws = seed, 0
+            self._open()
+            while self.draws < draw:  # the placements of the episodes before it, drawn and dropped
+                self._reset()
             self._reset()
-        self._reset()
-        return self.env.set_init_state(init)
+            return self.env.set_init_state(init)
 
     def _open(self, *cams: str) -> None:
         for cam, gate in self.gates.items():
@@ -133,7 +147,8 @@ class World:
 
     def step(self, action, render: tuple[str, ...]) -> tuple[dict, bool]:
         self._open(*render)
-        obs, _, done, _ = self.env.step(list(map(float, action)))
+        with self._own_rng():
+            obs, _, done, _ = self.env.step(list(map(float, action)))
         return obs, bool(done)
 
     def close(self) -> None:

@@ -51,8 +51,9 @@ def simeval_state(native: dict[str, np.ndarray]) -> np.ndarray:
 class LiberoWorlds:
     """One worker's side process and the messages for its LIBERO slots."""
 
-    def __init__(self, image_size: int, cameras: tuple[str, ...], per_step: bool) -> None:
+    def __init__(self, image_size: int, cameras: tuple[str, ...], per_step: bool, render_threads: int = 1) -> None:
         self.image_size, self.cameras, self.per_step = image_size, cameras, per_step
+        self.render_threads = render_threads  # Mesa llvmpipe's threads (frames are the same for any number)
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self.cpu_s = 0.0  # the side process's CPU seconds spent on commands (benchmarks)
@@ -64,7 +65,8 @@ class LiberoWorlds:
         side = ensure_side_env(progress=False)
         ours, theirs = socket.socketpair()
         # LIBERO prints to stdout at import; simeval's own output must not carry it
-        self._proc = subprocess.Popen([str(side.python), str(WORKER), str(theirs.fileno())], env=side.environ(),
+        environ = {**side.environ(), "LP_NUM_THREADS": str(self.render_threads)}
+        self._proc = subprocess.Popen([str(side.python), str(WORKER), str(theirs.fileno())], env=environ,
                                       pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL)
         theirs.close()

@@ -8,6 +8,7 @@ pool implementation runs episodes the same way and gives the same outcomes.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from simeval.suites import EpisodeSpec
 
 BACKENDS = ("local", "ray")
+RENDER_THREADS = "SIMEVAL_LIBERO_RENDER_THREADS"  # overrides a LIBERO worker's share of the cores (benchmarks)
 ENVS_PER_SLOT = 4  # envs a slot keeps alive (one per task x robot), least recently used closed first
 
 
@@ -137,8 +139,10 @@ class SlotRunner:
         ends the worker (the pool replaces it and the runner re-runs its episodes)."""
         from simeval.libero.world import LiberoWorlds, WorldLost, lost
 
-        if self._libero is None:
-            self._libero = LiberoWorlds(self.config.image_size, self.config.cameras, self.config.per_step)
+        if self._libero is None:  # LIBERO renders the most: its llvmpipe gets this worker's share of the cores
+            render_threads = int(os.environ.get(RENDER_THREADS) or 0) or max(1, (os.cpu_count() or 1) // self.config.workers)
+            self._libero = LiberoWorlds(self.config.image_size, self.config.cameras, self.config.per_step,
+                                        render_threads)
         try:
             return self._libero.run(slot, command)
         except WorldLost as err:
