@@ -140,7 +140,8 @@ class SlotRunner:
         from simeval.libero.world import LiberoWorlds, WorldLost, lost
 
         if self._libero is None:  # LIBERO renders the most: its llvmpipe gets this worker's share of the cores
-            render_threads = int(os.environ.get(RENDER_THREADS) or 0) or max(1, (os.cpu_count() or 1) // self.config.workers)
+            share = max(1, (os.cpu_count() or 1) // self.config.workers)
+            render_threads = int(os.environ.get(RENDER_THREADS) or 0) or share
             self._libero = LiberoWorlds(self.config.image_size, self.config.cameras, self.config.per_step,
                                         render_threads)
         try:
