@@ -149,6 +149,8 @@ class SlotRunner:
         except WorldLost as err:
             lost(err)
             raise
+        except Exception as err:  # one episode's failure (the side process answers its own as errors)
+            return Reply(slot, error=f"{type(err).__name__}: {err}".splitlines()[0]), {}
 
     def _env(self, slot: int, spec: EpisodeSpec):
         from envs.env import TabletopEnv
