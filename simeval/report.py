@@ -406,12 +406,13 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
     else:
         big = '<span class="big">–</span><span class="ci">no episodes</span>'
     restarted = workers_line(results)
+    libero = is_libero_run(results)  # LIBERO's nominal scenes, one robot: no perturbation or robot tables
     body = [f"<h1>{e(policy)}</h1>",
             f'<p class="sub">simeval report · suite <b>{e(suite)}</b> · {counts.get("episodes", 0)} episodes</p>',
             f'<div class="overall">{big}</div>',
             *([f'<p class="warn">{e(restarted)}</p>'] if restarted else []),
-            f'<p class="note">{e(grounding_line(results))}</p>',
-            *(["<h2>Per LIBERO suite</h2>", _group_table(results, "by_family", "Suite")] if is_libero_run(results) else
+            *([] if libero else [f'<p class="note">{e(grounding_line(results))}</p>']),
+            *(["<h2>Per LIBERO suite</h2>", _group_table(results, "by_family", "Suite")] if libero else
               ["<h2>Success by perturbation</h2>",
                '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '
                "bars show Wilson 95% confidence intervals.</p>",
@@ -420,8 +421,8 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
                "Drop vs nominal: nominal rate minus the dimension's rate, in percentage points.</p>",
                _level_table(results)]),
             "<h2>Per task</h2>", _group_table(results, "by_task", "Task"),
-            "<h2>Per robot</h2>", _group_table(results, "by_robot", "Robot"),
-            "<h2>Per task and robot</h2>", _group_table(results, "by_task_robot", "Task / robot"),
+            *([] if libero else ["<h2>Per robot</h2>", _group_table(results, "by_robot", "Robot"),
+                                 "<h2>Per task and robot</h2>", _group_table(results, "by_task_robot", "Task / robot")]),
             "<h2>Errors</h2>", _errors_section(results, records, config),
             "<h2>Run</h2>",
             '<div class="kv">' + "".join(_kv_table(title, results[key]) for title, key in
