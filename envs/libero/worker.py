@@ -58,24 +58,20 @@ class Gate:
     """A camera sensor that renders only while ``on``; a placeholder image otherwise."""
 
     def __init__(self, sensor, shape: tuple[int, int, int]) -> None:
-        self.sensor, self.on, self.renders = sensor, False, 0
+        self.sensor, self.on = sensor, False
         self.blank = np.zeros(shape, np.uint8)
         self.__modality__ = sensor.__modality__  # robosuite's observables read it off their sensor
 
     def __call__(self, obs_cache: dict) -> np.ndarray:
-        if not self.on:
-            return self.blank
-        self.renders += 1
-        return self.sensor(obs_cache)
+        return self.sensor(obs_cache) if self.on else self.blank
 
 
 class World:
     """One LIBERO task's env, its camera gates and its place in the placement draws."""
 
-    def __init__(self, bddl: str, size: int, cameras: list[str]) -> None:
-        from libero.libero.envs import OffScreenRenderEnv
-
+    def __init__(self, bddl: str, size: int) -> None:
         import mujoco
+        from libero.libero.envs import OffScreenRenderEnv
 
         self.env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=size, camera_widths=size)
         inner = self.env.env
@@ -94,8 +90,6 @@ class World:
         self.seed: int | None = None
         self.draws = 0  # resets since the env was seeded
         self.rng: tuple | None = None  # this env's np.random state (the worker's other slots draw too)
-        self.steps = 0
-        self.max_steps = 0
 
     def _reset(self) -> None:
         """LIBERO's ``ControlEnv.reset``, whose retry loop also swallows every other exception (its
@@ -182,7 +176,7 @@ class Server:
         if key not in cache:
             while len(cache) >= ENVS_PER_SLOT:
                 cache.popitem(last=False)[1].close()
-            cache[key] = World(bddl, message["image_size"], message["cameras"])
+            cache[key] = World(bddl, message["image_size"])
         cache.move_to_end(key)
         return cache[key], inits
 
