@@ -251,6 +251,7 @@ def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequ
     from simeval.metrics import build_results
     from simeval.report import write_report_html, write_summary_md
     from simeval.video import VideoPolicy
+    from simeval.worlds import is_libero
 
     video = VideoPolicy(request.video, request.suite.to_dict())
     run = run_episodes(request, policy if policy is not None else load_policy(request.policy), observers, video)
@@ -258,7 +259,7 @@ def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequ
                      run.config.workers)
     records = run.records
     results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
-                            versions={**versions(), **(side_versions() if request.suite.world != "simeval" else {})})
+                            versions={**versions(), **(side_versions() if is_libero(request.suite.world) else {})})
     (request.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_summary_md(results, request.out / "summary.md")
     write_report_html(results, records, request.out / "report.html", request.out)

@@ -49,8 +49,10 @@ def _suite_name(results: dict) -> str:
 
 def is_libero_run(results: dict) -> bool:
     """A run in one of LIBERO's own worlds: nominal scenes only, so no perturbation table."""
+    from simeval.worlds import is_libero
+
     suite = results.get("suite")
-    return isinstance(suite, dict) and str(suite.get("world", "simeval")).startswith("libero")
+    return isinstance(suite, dict) and is_libero(str(suite.get("world", "simeval")))
 
 
 def _levels(results: dict) -> list[int]:

@@ -40,19 +40,7 @@ CASES = (("libero_spatial", (0, 4), 2, 2), ("libero_goal", (0,), 3, 1))
 LOOP_TIMEOUT_S = 600
 
 
-def _side_problem() -> str | None:
-    """Why the side environment cannot be used here (None: it is built and complete); builds nothing."""
-    env = sideenv.SideEnv.at(sideenv.default_home())
-    why = sideenv._stamp_problem(env, sideenv.REQUIREMENTS, sideenv.MANIFEST)
-    if why is None:
-        try:
-            sideenv.verify_assets(env.assets, quick=True)
-        except sideenv.LiberoSetupError:
-            why = "some assets are missing or the wrong size"
-    return why
-
-
-_WHY = _side_problem()
+_WHY = sideenv.incomplete(sideenv.SideEnv.at(sideenv.default_home()))  # builds nothing
 pytestmark = [pytest.mark.libero,
               pytest.mark.skipif(_WHY is not None, reason=f"LIBERO's side environment is not built here ({_WHY}); "
                                                           f"build it with simeval setup libero")]

@@ -37,7 +37,6 @@ import contextlib
 import os
 import socket
 import sys
-import time
 import traceback
 from collections import OrderedDict
 from typing import Any
@@ -247,7 +246,6 @@ def _upright(image: np.ndarray) -> np.ndarray:
 
 def serve(sock: socket.socket) -> None:
     server = Server()
-    cpu = time.process_time
     try:
         while True:
             try:
@@ -257,13 +255,11 @@ def serve(sock: socket.socket) -> None:
             op = message.get("op")
             if op == "close":
                 break
-            started = cpu()
             try:
                 reply = server.reset(message) if op == "reset" else server.chunk(message)
             except Exception as err:  # one episode's failure: the slot replies an error
                 traceback.print_exc(file=sys.stderr)
                 reply = {"slot": message.get("slot"), "error": f"{type(err).__name__}: {err}".splitlines()[0]}
-            reply["cpu_s"] = cpu() - started
             wire.send(sock, reply)
     finally:
         server.close()

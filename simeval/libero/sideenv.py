@@ -252,6 +252,18 @@ def _stamp_problem(env: SideEnv, requirements: Path, manifest: Path) -> str | No
     return None
 
 
+def incomplete(env: SideEnv, requirements: Path = REQUIREMENTS, manifest: Path = MANIFEST) -> str | None:
+    """Why the set-up at ``env`` cannot be used as it is (None: the stamp is current and every asset is
+    there at its size); checks in milliseconds and builds nothing."""
+    why = _stamp_problem(env, requirements, manifest)
+    if why is None:
+        try:
+            verify_assets(env.assets, manifest, quick=True)
+        except LiberoSetupError:
+            why = "some assets are missing or the wrong size"
+    return why
+
+
 def _run(cmd: Sequence[str | Path], what: str, hint: str, env: Mapping[str, str] | None = None) -> None:
     """Run quietly; on failure show the output and raise one line with pip's/python's last error line."""
     done = subprocess.run([str(c) for c in cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
@@ -336,15 +348,10 @@ def ensure_side_env(home: Path | None = None, assets: Path | None = None,
         assets = check_assets_dir(assets, manifest)
 
     def complete() -> str | None:
-        why = _stamp_problem(env, requirements, manifest)
-        if why is None and assets is not None and env.assets.resolve() != assets.resolve():
-            why = f"the assets are to come from {assets}"
-        if why is None:
-            try:
-                verify_assets(env.assets, manifest, quick=True)
-            except LiberoSetupError:
-                why = "some assets are missing or the wrong size"
-        return why
+        if assets is not None and _stamp_problem(env, requirements, manifest) is None \
+                and env.assets.resolve() != assets.resolve():
+            return f"the assets are to come from {assets}"
+        return incomplete(env, requirements, manifest)
 
     if complete() is None:
         return env

@@ -25,12 +25,12 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from envs.libero import wire
+from envs.robots.base import R_DOWN
 from simeval.libero import catalog
 
 WORKER = Path(__file__).resolve().parents[2] / "envs" / "libero" / "worker.py"
 COMMAND_TIMEOUT_S = 600.0  # one reset or chunk takes seconds; a side process silent this long is hung
 FINGER_OPEN_M = 0.04  # each Panda finger's joint position when open
-R_DOWN = np.diag([1.0, -1.0, -1.0])  # gripper-down: a half turn about x (envs.robots.base.R_DOWN)
 
 
 class WorldLost(RuntimeError):
@@ -56,7 +56,6 @@ class LiberoWorlds:
         self.render_threads = render_threads  # Mesa llvmpipe's threads (frames are the same for any number)
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
-        self.cpu_s = 0.0  # the side process's CPU seconds spent on commands (benchmarks)
         self._instruction: dict[int, str] = {}  # slot -> its task's instruction, as openpi's client sends it
 
     def _start(self) -> None:
@@ -103,9 +102,7 @@ class LiberoWorlds:
             self._instruction[slot] = task.language
         else:
             message = {"op": "chunk", "slot": slot, "actions": np.asarray(command.actions, np.float64)}
-        answer = self._exchange(message)
-        self.cpu_s += answer.get("cpu_s", 0.0)
-        return self._reply(slot, answer, isinstance(command, Reset))
+        return self._reply(slot, self._exchange(message), isinstance(command, Reset))
 
     def _reply(self, slot: int, answer: dict, reset: bool):
         from simeval.pools.commands import Reply

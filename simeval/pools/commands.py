@@ -121,7 +121,9 @@ class SlotRunner:
         """The reply to ``command`` in ``slot`` and the policy's camera images, when rendered."""
         if isinstance(command, Reset):
             self._in_libero.discard(slot)
-            if command.spec.world != "simeval":
+            from simeval.worlds import is_libero
+
+            if is_libero(command.spec.world):
                 self._in_libero.add(slot)
         if slot in self._in_libero:
             return self._run_libero(slot, command)
