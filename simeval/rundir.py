@@ -45,7 +45,7 @@ def is_run_dir(out: Path) -> bool:
         marker = read_json(out / MARKER)
     except FileFormatError:
         return False
-    return isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT
+    return schemas.first_error(marker, schemas.MARKER) is None and marker["format"] == MARKER_FORMAT
 
 
 def claim(out: Path) -> None:
