@@ -7,7 +7,9 @@ side is paired with each run of the other. Per pair of methods and per cell (ove
 dimension, each level with ``levels``) the output has both success rates, their difference with
 Newcombe's paired 95% interval, and the exact McNemar p-value; the p-values of the whole family
 (every pair x cell in the output) are Holm-adjusted. An episode that ended in an error counts as a
-failure, as in ``results.json``.
+failure, as in ``results.json``. Runs that are not runs of the same episodes (another suite, seed,
+step limit or image size, or records of one id with other seeds: ``simeval.identity``, the check
+``simeval check`` makes too) are refused with one line saying what differs, never paired.
 
 Pooled pairs are treated as independent pairs. Runs of one method from several seeds share their
 episodes, so the pooled interval is somewhat narrower than the episodes alone justify; the
