@@ -148,8 +148,8 @@ def _ok(record: dict) -> bool:
 
 
 # ------------------------------------------------------------------ episodes.jsonl
-def _expected_records(lines: list[str], kind: str, line: int, path: tuple | None, token: str,
-                      cut: int | None, raw_len: int) -> list[dict] | None:
+def _expected_records(lines: list[str], kind: str, path: tuple | None, token: str, cut: int | None,
+                      raw_len: int) -> list[dict] | None:
     """The records a reader must go on with after the mutation (None: it must refuse the file)."""
     records = [json.loads(text) for text in lines]
     if kind == "truncate":
@@ -187,7 +187,7 @@ def test_fuzzed_episode_logs(data, kind, template, capsys):
             text, path, token = _mutate_tree(json.loads(lines[line]), data, kind, fits)
             mutated = "\n".join(lines[:line] + [text] + lines[line + 1:]).encode() + b"\n"
         log.write_bytes(mutated)
-        survivors = _expected_records(lines, kind, line, path, token, cut, len(raw))
+        survivors = _expected_records(lines, kind, path, token, cut, len(raw))
 
         code, out, err = _run(["compare", str(root / "a"), str(root / "b"), "--out", str(root / "cmp")], capsys)
         if survivors is None:
