@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simeval import schemas
+from simeval.identity import Episodes, episode_mismatch, suite_of
 from simeval.metrics import SCHEMA_ID
 from simeval.paired import PairedCounts, mcnemar_exact
 from simeval.records import cell_key, read_records, record_cell
+from simeval.schemas import RESULTS, FileFormatError, key_path
 
 SECTIONS = ("by_level", "by_task_robot")  # besides "overall"
 METRIC_KEYS = ("overall", "by_dimension", "by_level", "by_task", "by_robot", "by_task_robot", "counts")
@@ -161,18 +164,21 @@ def compare_paired(run: list[dict], baseline: list[dict], alpha: float = 0.05,
     return CheckResult(compared, alpha, min_effect, test="one-sided exact McNemar (paired)")
 
 
-EPISODE_SET_KEYS = ("tasks", "robots", "perturbations", "episodes", "seed", "max_steps", "image_size")
+SET_KEYS = ("tasks", "robots", "perturbations", "episodes")  # the suite fields that decide which episodes a run has
 
 
-def suite_mismatch(run: dict, baseline: dict) -> str | None:
+def suite_mismatch(run: dict, baseline: dict, logs: tuple[list[dict], list[dict]] | None = None) -> str | None:
     """Why ``run`` and ``baseline`` are not runs of the same episodes (None when they are).
 
-    Same suite name, the same suite fields that decide the episodes (tasks, robots, variants, episodes
-    per cell, seed, step limit, image size) and the same number of episodes."""
-    suites = [r.get("suite") if isinstance(r.get("suite"), dict) else {"name": r.get("suite")} for r in (run, baseline)]
-    if suites[0].get("name") != suites[1].get("name"):
-        return f"the run is of suite {suites[0].get('name')!r}, the baseline of suite {suites[1].get('name')!r}"
-    differ = [k for k in EPISODE_SET_KEYS if k in suites[0] and k in suites[1] and suites[0][k] != suites[1][k]]
+    The same episodes (``simeval.identity.episode_mismatch``: suite, seed and the suite fields that
+    make an episode, and with ``logs``, both runs' records, id by id), and the same set of them: the
+    suite fields that decide it (tasks, robots, variants, episodes per cell) and the same number."""
+    suites = [suite_of(r.get("suite")) for r in (run, baseline)]
+    mismatch = episode_mismatch([Episodes("the run", suites[0], logs[0] if logs else ()),
+                                 Episodes("the baseline", suites[1], logs[1] if logs else ())])
+    if mismatch:
+        return mismatch
+    differ = [k for k in SET_KEYS if k in suites[0] and k in suites[1] and suites[0][k] != suites[1][k]]
     if differ:
         key = differ[0]
         return (f"suite {suites[0].get('name')!r} differs in {', '.join(differ)} ({key}: run {suites[0][key]!r}, "
@@ -181,6 +187,26 @@ def suite_mismatch(run: dict, baseline: dict) -> str | None:
     if None not in counts and counts[0] != counts[1]:
         return f"the run has {counts[0]} episodes, the baseline {counts[1]}"
     return None
+
+
+def validate_results(data: Any, where: str) -> dict:
+    """``data`` when it is a results.json or baseline (:data:`simeval.schemas.RESULTS`, and no cell
+    with more successes or errors than episodes, ``counts`` agreeing with ``overall``); else one line
+    naming ``where``, the key and what was expected."""
+    schemas.check(data, RESULTS, where)
+    for section in ("overall", "by_dimension", "by_level", "by_task", "by_family", "by_robot", "by_task_robot"):
+        cells = {"": data[section]} if section == "overall" else data.get(section) or {}
+        for key, cell in cells.items():
+            bad = [k for k in ("successes", "errors") if cell.get(k, 0) > cell["n"]]
+            if bad:
+                path = key_path([section, key] if key else [section])
+                raise FileFormatError(f"{where}: {path}: {bad[0]} {cell[bad[0]]} exceed n {cell['n']}")
+    counts = data.get("counts") or {}
+    for key, cell_key_ in (("episodes", "n"), ("successes", "successes"), ("errors", "errors")):
+        if key in counts and cell_key_ in data["overall"] and counts[key] != data["overall"][cell_key_]:
+            raise FileFormatError(f"{where}: counts.{key}: {counts[key]}, but overall.{cell_key_} is "
+                                  f"{data['overall'][cell_key_]}; they are the same count")
+    return data
 
 
 def _line(c: CellComparison) -> str:
@@ -221,15 +247,27 @@ def baseline_from_results(results: dict) -> dict[str, Any]:
     return baseline
 
 
-def paired_records(run: Path, base_dir: Path | None) -> tuple[list[dict], list[dict]] | None:
-    """Both runs' episode records when the paired check applies: the baseline is a run directory
-    whose episodes.jsonl has every episode of the run's; None otherwise (the unpaired check)."""
+def episode_logs(run: Path, base_dir: Path | None) -> tuple[list[dict], list[dict]] | None:
+    """Both runs' episode records, when ``run`` and the baseline are run directories with an
+    episodes.jsonl each (None otherwise); a damaged log is one line naming the file and the line."""
     logs = [run / "episodes.jsonl" if run.is_dir() else None, base_dir / "episodes.jsonl" if base_dir else None]
     if not all(log is not None and log.is_file() for log in logs):
         return None
-    run_records, base_records = read_records(logs[0]), read_records(logs[1])
+    return read_records(logs[0]), read_records(logs[1])
+
+
+def paired_records(logs: tuple[list[dict], list[dict]] | None) -> tuple[list[dict], list[dict]] | None:
+    """``logs`` when the paired check applies: the baseline's records hold every episode of the
+    run's, and they are the same episodes; None otherwise (the unpaired check)."""
+    if logs is None:
+        return None
+    run_records, base_records = logs
     missing = {r["id"] for r in run_records} - {r["id"] for r in base_records}
     if missing or not run_records:
         print(f"--baseline's episodes.jsonl lacks {len(missing)} of the run's episodes: unpaired check")
         return None
-    return run_records, base_records
+    differ = episode_mismatch([Episodes("the run", records=run_records), Episodes("the baseline", records=base_records)])
+    if differ:
+        print(f"the runs' episodes differ ({differ}): unpaired check")
+        return None
+    return logs

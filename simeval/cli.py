@@ -432,8 +432,8 @@ def _fail(message: str):
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from simeval.check import (baseline_from_results, compare, compare_paired, format_report, paired_records,
-                               suite_mismatch)
+    from simeval.check import (baseline_from_results, compare, compare_paired, episode_logs, format_report,
+                               paired_records, suite_mismatch)
     from simeval.rundir import check_out_path
 
     path = args.run / "results.json" if args.run.is_dir() else args.run
@@ -450,11 +450,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(f"--alpha must be in (0, 1) and --min-effect in [0, 1), got {args.alpha}, {args.min_effect}")
     base_dir = args.baseline if args.baseline.is_dir() else None
     baseline = _read_json(base_dir / "results.json" if base_dir else args.baseline, "--baseline")
-    mismatch = suite_mismatch(run, baseline)
+    logs = episode_logs(args.run, base_dir)
+    mismatch = suite_mismatch(run, baseline, logs)
     if mismatch and not args.allow_different_suite:
         raise UsageError(f"--run and --baseline are not runs of the same episodes: {mismatch}; pass "
                          f"--allow-different-suite to compare the cells both have")
-    records = paired_records(args.run, base_dir)
+    records = paired_records(logs)
     if records is not None:
         result = compare_paired(*records, alpha=args.alpha, min_effect=args.min_effect)
     else:
@@ -467,17 +468,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _read_json(path: Path, flag: str) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise UsageError(f"{flag} {path}: cannot read it ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag} {path}: not a text file (not UTF-8), so not a simeval results.json") from None
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{flag} {path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    if not isinstance(data, dict) or "overall" not in data:
-        raise UsageError(f"{flag} {path}: not a simeval results.json or baseline (no 'overall')")
-    return data
+    """A results.json or baseline, checked against its schema (``simeval.check.validate_results``)."""
+    from simeval.check import validate_results
+    from simeval.schemas import read_json
+
+    return validate_results(read_json(path, f"{flag} {path}"), f"{flag} {path}")
 
 
 COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,

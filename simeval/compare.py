@@ -7,7 +7,9 @@ side is paired with each run of the other. Per pair of methods and per cell (ove
 dimension, each level with ``levels``) the output has both success rates, their difference with
 Newcombe's paired 95% interval, and the exact McNemar p-value; the p-values of the whole family
 (every pair x cell in the output) are Holm-adjusted. An episode that ended in an error counts as a
-failure, as in ``results.json``.
+failure, as in ``results.json``. Runs that are not runs of the same episodes (another suite, seed,
+step limit or image size, or records of one id with other seeds: ``simeval.identity``, the check
+``simeval check`` makes too) are refused with one line saying what differs, never paired.
 
 Pooled pairs are treated as independent pairs. Runs of one method from several seeds share their
 episodes, so the pooled interval is somewhat narrower than the episodes alone justify; the
@@ -23,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simeval.identity import Episodes, episode_mismatch
 from simeval.paired import PairedCounts, holm, mcnemar_exact, newcombe_interval
 from simeval.records import cell_key, read_records, record_cell
+from simeval.rundir import read_meta
+from simeval.schemas import FileFormatError, read_json
 
 SCHEMA = "simeval.compare/1"
 FILES = ("compare.json", "compare.md", "compare.png")
@@ -53,12 +58,16 @@ def parse_method(text: str) -> Method:
     return Method(name, runs)
 
 
-def _outcomes(run: Path) -> dict[str, tuple[bool, dict]]:
-    """{episode id: (success, record)} of a run directory; errors count as failures."""
+def _read_run(run: Path) -> tuple[dict[str, tuple[bool, dict]], Episodes]:
+    """{episode id: (success, record)} of a run directory (errors count as failures), and what it
+    says of its episodes (its run.json's suite, when it has one) for the identity check."""
     log = run / "episodes.jsonl"
     if not log.is_file():
         raise CompareError(f"{run}: no episodes.jsonl, so not a simeval run directory")
-    return {r["id"]: (bool(r.get("success")) and not r.get("error"), r) for r in read_records(log)}
+    records = read_records(log)
+    meta = read_meta(run)
+    outcomes = {r["id"]: (r["success"] and not r.get("error"), r) for r in records}
+    return outcomes, Episodes(str(run), meta["suite"] if meta else None, records)
 
 
 def _pairing(a: Method, b: Method) -> list[tuple[int, int]]:
@@ -88,7 +97,12 @@ def compare_methods(methods: list[Method], levels: bool = False) -> dict[str, An
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise CompareError(f"method names must differ, got {', '.join(names)} (name them: NAME=RUN,...)")
-    result = compare_outcomes({m.name: [_outcomes(run) for run in m.runs] for m in methods}, levels)
+    read = {m.name: [_read_run(run) for run in m.runs] for m in methods}
+    mismatch = episode_mismatch([episodes for runs in read.values() for _, episodes in runs])
+    if mismatch:
+        raise CompareError(f"not runs of the same episodes: {mismatch}; compare runs of one suite with the same "
+                           f"seed and settings")
+    result = compare_outcomes({name: [outcomes for outcomes, _ in runs] for name, runs in read.items()}, levels)
     result["methods"] = {m.name: [str(r) for r in m.runs] for m in methods}
     return result
 
@@ -209,6 +223,7 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
 
 def _is_compare(path: Path) -> bool:
     try:
-        return json.loads(path.read_text()).get("schema") == SCHEMA
-    except (OSError, ValueError, AttributeError):
+        data = read_json(path)
+    except FileFormatError:
         return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from simeval.records import read_records, write_records
 from simeval.rundir import check_out_path, claim, clear_run, is_run_dir, read_meta
+from simeval.schemas import MAX_COUNT, FileFormatError, first_error, read_json
 from simeval.suites import EpisodeSpec, Suite
 
 if TYPE_CHECKING:
@@ -150,13 +151,21 @@ def _timing(previous: Path | None, outcome, episodes: int, workers: int) -> dict
             "workers": workers, "worker_restarts": restarts, "cpu_count": os.cpu_count()}
 
 
+COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
+SUMMED = {"wall_s": {"type": "number", "minimum": 0, "maximum": 1e12}, "env_steps": COUNT, "episodes_run": COUNT,
+          "worker_restarts": COUNT}  # the timing a resumed run adds to, each as its schema
+
+
 def _previous_timing(path: Path) -> dict:
     """The timing of an earlier session's results.json; {} when it cannot be read (it is rewritten)."""
     try:
-        timing = json.loads(path.read_text()).get("timing")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        results = read_json(path)
+    except FileFormatError:
         return {}
-    return timing if isinstance(timing, dict) else {}
+    timing = results.get("timing") if isinstance(results, dict) else None
+    if not isinstance(timing, dict):
+        return {}
+    return {k: v for k, v in timing.items() if k in SUMMED and first_error(v, SUMMED[k]) is None}
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Records are appended one line at a time as episodes end, so a process killed mid-write leaves at
 most one torn line, and only at the end of the file: that line is dropped with a warning. Any
-other line that is not a record is damage simeval did not cause, and is an error naming the file
-and the line, so that a resumed run never builds on a log it cannot trust.
+other line that is not a record (:data:`simeval.schemas.RECORD`), and a second record of one
+episode id, is damage simeval did not cause, and is an error naming the file and the line(s), so that
+a resumed run, a check, a comparison or a report never builds on a log it cannot trust.
 
 It is also the one place that turns variants into (dimension, level) cells and names them
 (:func:`variant_cell`, :func:`record_cell`, :func:`cell_key`, :func:`split_cell_key`), for the
@@ -21,10 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-REQUIRED = {"id": str, "success": bool, "steps": int}  # the fields a resumed run relies on
+from simeval.schemas import RECORD, FileFormatError, NotJSON, first_error, key_path, parse_json
 
 
-class RecordError(ValueError):
+
+class RecordError(FileFormatError):
     """``episodes.jsonl`` holds a line that is not an episode record: one line, exit code 2."""
 
 
@@ -106,39 +108,53 @@ class EpisodeRecord:
 
 
 def _check(record: object, where: str) -> dict:
-    if not isinstance(record, dict):
-        raise RecordError(f"{where}: not an episode record (a JSON object), got {type(record).__name__}")
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind) or (kind is int and isinstance(record.get(key), bool)):
-            raise RecordError(f"{where}: not an episode record (field {key!r} missing or not {kind.__name__})")
-    return record
+    """``record`` when it is an episode record (:data:`simeval.schemas.RECORD`), else a :class:`RecordError`."""
+    found = first_error(record, RECORD)
+    if found is not None:
+        raise RecordError(f"{where}: {key_path(found[0])}: {found[1]}")
+    return record  # type: ignore[return-value]
 
 
 def read_records(path: Path, warn: Callable[[str], None] | None = None) -> list[dict]:
-    """Every record in ``path`` (none if it does not exist); a torn last line is dropped with a warning."""
+    """Every record in ``path`` (none if it does not exist); a torn last line is dropped with a warning.
+
+    Each line must be a record (:data:`simeval.schemas.RECORD`) and each id must appear once: a
+    second copy of an episode would count it twice (or, kept silently, hide the first), so it is an
+    error naming both lines, for every reader (``--resume``, ``check``, ``compare``, the report)."""
     if not path.is_file():
         return []
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RecordError(f"{path}: not UTF-8 text (byte {err.start}); it was not written by simeval") from None
+        data = path.read_bytes()
     except OSError as err:
         raise RecordError(f"{path}: cannot read it ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        whole = data.rfind(b"\n") + 1  # a torn last line may end inside a character
+        if data.endswith(b"\n") or err.start < whole:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise RecordError(f"{path}:{line}: not UTF-8 text (byte {err.start}); it was not written by simeval") from None
+        text = data[:whole].decode("utf-8") + "\ufffd"  # that line: torn, dropped below
     lines = text.split("\n")
     torn_tail = not text.endswith("\n") and bool(lines[-1].strip())
-    records = []
+    records, lines_of = [], {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
-            records.append(_check(json.loads(line), where))
-        except (json.JSONDecodeError, RecordError) as err:
-            if torn_tail and number == len(lines):
+            record = _check(parse_json(line, where), where)
+        except FileFormatError as err:
+            if torn_tail and number == len(lines) and isinstance(err, NotJSON):
                 (warn or _warn)(f"{path}: dropped a torn last line {number} (a write cut short by an interrupted run)")
                 break
-            message = err.msg if isinstance(err, json.JSONDecodeError) else str(err).split(": ", 2)[-1]
+            message = str(err).removeprefix(f"{where}: ")
             raise RecordError(f"{where}: corrupt episode record ({message}); fix or remove that line") from None
+        first = lines_of.setdefault(record["id"], number)
+        if first != number:
+            raise RecordError(f"{path}: episode {_short_id(record)} is recorded twice, at lines {first} and {number}; "
+                              f"remove one of them")
+        records.append(record)
     return records
 
 

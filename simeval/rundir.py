@@ -14,7 +14,9 @@ import re
 import sys
 from pathlib import Path
 
+from simeval import schemas
 from simeval.records import RecordError, read_records
+from simeval.schemas import RUN_META, FileFormatError, read_json
 
 MARKER = "simeval-run.json"
 MARKER_FORMAT = "simeval.run-directory/1"
@@ -40,10 +42,10 @@ def check_out_path(out: Path, flag: str = "--out") -> None:
 def is_run_dir(out: Path) -> bool:
     """Whether ``out`` holds simeval's marker."""
     try:
-        marker = json.loads((out / MARKER).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        marker = read_json(out / MARKER)
+    except FileFormatError:
         return False
-    return isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT
+    return schemas.first_error(marker, schemas.MARKER) is None and marker["format"] == MARKER_FORMAT
 
 
 def claim(out: Path) -> None:
@@ -113,10 +115,7 @@ def read_meta(out: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path}: unreadable run description ({err}); it was not written by simeval") from None
-    if not isinstance(meta, dict):
-        raise RunDirError(f"{path}: not a simeval run description (a JSON object), got {type(meta).__name__}")
-    return meta
+        return schemas.check(read_json(path), RUN_META, str(path))
+    except FileFormatError as err:
+        raise RunDirError(f"unreadable run description: {err}; it was not written by simeval") from None
 
