@@ -11,10 +11,10 @@ log, never to the client) and is closed with code 1011, as openpi's server does.
 What the network can send is bounded: a non-loopback ``--host`` needs ``--api-key`` (or an explicit
 ``--insecure``); a frame larger than the profile's largest legitimate request (``--max-message-mb``
 raises it) closes its connection with 1009 before its payload is read; beyond ``--max-connections``
-a handshake is refused with HTTP 503 (what a websocket client reports as "server busy", and what
-openpi's client, which retries only a refused TCP connection, reports as an error), and each
-connection buffers at most ``MAX_QUEUE`` frames, so the server's memory stays bounded whatever the
-clients send.
+a handshake is refused with HTTP 503 and a one-line body, before any slot or handler exists (openpi's
+client raises it where it would raise for a missing server: "server rejected WebSocket connection:
+HTTP 503"; simeval's shows the body); each connection buffers at most ``MAX_QUEUE`` frames. The
+server's memory for requests is thus at most about max_connections x (MAX_QUEUE + 3) x max_size.
 
 Each connection is a slot of the policy. Requests that arrive together on several connections are
 run as one policy call (up to ``max_batch``, waiting at most ``batch_wait_ms`` for more, and not at
