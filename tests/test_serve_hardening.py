@@ -220,7 +220,7 @@ def test_huge_frames_leave_the_servers_memory_bounded():
     with served("scripted") as (port, proc):
         conn = _client(port)
         conn.close()
-        before = memory_mb(proc.pid)["VmRSS"]
+        before = memory_mb(proc.pid)  # VmHWM: the start-up's peak, which may be above what follows
         closes: list = []
 
         def flood() -> None:
@@ -239,7 +239,7 @@ def test_huge_frames_leave_the_servers_memory_bounded():
         assert proc.poll() is None  # still serving
         _client(port).close()
     assert closes == [(8, 1009)] * 4  # a close frame, "message too big"
-    assert peak - before < 64, f"peak {peak:.0f} MB from {before:.0f} MB"
+    assert peak < max(before["VmHWM"], before["VmRSS"] + 64), f"peak {peak:.0f} MB from {before}"
 
 
 def test_connections_beyond_the_limit_are_refused_with_503_and_a_one_line_reason():
