@@ -17,7 +17,7 @@ from envs.controller import ControllerConfig, rotation_error
 from envs.robots.base import R_DOWN
 from envs.tasks.predicates import In, Lifted, On, Open, Pressed
 from envs.tasks.spec import TaskSpec
-from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy, SlotError
 
 OPEN, CLOSE = -1.0, 1.0
 Priv = dict[str, Any]
@@ -282,7 +282,21 @@ class ScriptedPolicy(Policy):
         for slot, start in zip(slots, starts):
             self._experts[slot] = ScriptedExpert(get_task(start.task), self.config)
 
-    def act(self, batch: Batch) -> np.ndarray:
+    def act(self, batch: Batch) -> np.ndarray | list[np.ndarray | SlotError]:
+        """(B, 7) actions; a list with a ``SlotError`` for each slot that cannot act (served, one
+        client's bad request must not fail the others' slots in its batch)."""
         if batch.privileged is None:
             raise ValueError("the scripted policy needs privileged state from the env pool")
-        return np.stack([self._experts[s].act(p) for s, p in zip(batch.slots, batch.privileged)]).astype(np.float32)
+        answers = [self._act_one(s, p) for s, p in zip(batch.slots, batch.privileged)]
+        if any(isinstance(a, SlotError) for a in answers):
+            return answers
+        return np.stack(answers).astype(np.float32)
+
+    def _act_one(self, slot: int, priv: Priv) -> np.ndarray | SlotError:
+        expert = self._experts.get(slot)
+        if expert is None:
+            return SlotError("no episode was started in this slot")
+        try:
+            return expert.act(priv)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            return SlotError(f"the scripted expert cannot read this privileged state: {type(err).__name__}: {err}"[:300])

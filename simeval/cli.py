@@ -89,12 +89,17 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve a policy over openpi's websocket protocol")
     srv.add_argument("--policy", required=True, help="any policy simeval run accepts")
     srv.add_argument("--io", default="simeval", help="I/O profile the requests are read in: simeval or libero")
-    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; any other needs "
+                                                         "--api-key or --insecure)")
+    srv.add_argument("--insecure", action="store_true", help="serve beyond the loopback without an API key")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     srv.add_argument("--api-key", default=None, help="refuse connections without 'Authorization: Api-Key KEY'")
     srv.add_argument("--max-batch", type=int, default=8, help="requests run in one policy call at most (8)")
     srv.add_argument("--batch-wait-ms", type=float, default=0.0, help="longest wait for more requests (default 0: "
                                                                       "those that arrive during a call form the next)")
+    srv.add_argument("--max-message-mb", type=float, default=None, help="largest request accepted (default: the "
+                                                                        "profile's largest legitimate request)")
+    srv.add_argument("--max-connections", type=int, default=64, help="connections open at once; more get HTTP 503 (64)")
     srv.add_argument("--threads", type=int, default=None, help="torch threads for the policy (default: torch's)")
 
     collect = sub.add_parser("collect", help="record scripted demonstrations (with action noise) for training")
@@ -406,7 +411,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from simeval.serve import ServeConfig, serve_forever
 
     config = ServeConfig(io=args.io, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
-                         batch_wait_ms=args.batch_wait_ms)
+                         batch_wait_ms=args.batch_wait_ms, insecure=args.insecure,
+                         max_message_mb=args.max_message_mb, max_connections=args.max_connections)
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: at least 1")
     policy = load_policy(args.policy)

@@ -5,29 +5,45 @@ length, the I/O profile); after that each frame from the client is one observati
 profile (:mod:`policies.remote.profiles`) and each reply ``{"actions": (H, 7), "server_timing",
 "policy_timing"}``. ``GET /healthz`` answers 200. With an API key, a handshake without
 ``Authorization: Api-Key KEY`` is refused with HTTP 401. On a bad request or a policy failure the
-connection gets the error as a text frame and is closed with code 1011, as openpi's server does.
+connection gets the error's one-line message as a text frame (the traceback goes to the server's
+log, never to the client) and is closed with code 1011, as openpi's server does.
+
+What the network can send is bounded: a non-loopback ``--host`` needs ``--api-key`` (or an explicit
+``--insecure``); a frame larger than the profile's largest legitimate request (``--max-message-mb``
+raises it) closes its connection with 1009 before its payload is read; beyond ``--max-connections``
+a handshake is refused with HTTP 503 and a one-line body, before any slot or handler exists (openpi's
+client raises it where it would raise for a missing server: "server rejected WebSocket connection:
+HTTP 503"; simeval's shows the body); each connection buffers at most ``MAX_QUEUE`` frames. The
+server's memory for requests is thus at most about max_connections x (MAX_QUEUE + 3) x max_size.
 
 Each connection is a slot of the policy. Requests that arrive together on several connections are
 run as one policy call (up to ``max_batch``, waiting at most ``batch_wait_ms`` for more, and not at
 all once every open connection has a request waiting), on one inference thread, so one server keeps
 a whole env pool busy. A request carrying an episode start (the ``simeval`` profile sends one on an
-episode's first request) resets its slot; a new connection without one starts with seed 0.
+episode's first request) resets its slot; a new connection without one starts with seed 0. A
+request that fails (its reset, or the policy call) fails alone: each slot is reset on its own, and
+when a batched call raises, each of its requests is run again alone, so the others get their
+actions. That is exact for a policy whose ``act`` changes no state before it raises, or that fails a
+bad slot with a ``SlotError`` (the scripted experts do). A closed connection's slot number is
+reused by the next connection, so per-slot state is bounded by the connections open at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import hmac
 import http
-import itertools
+import ipaddress
+import logging
 import re
 import select
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -43,6 +59,9 @@ from policies.remote.profiles import ProfileError, SlotObservation, get_profile
 from policies.remote.wire import WireError, pack, unpack
 
 READY_TIMEOUT_S = 120  # a child server's start: imports, model loading
+MAX_QUEUE = 2  # frames a connection buffers before the server stops reading its socket
+KEPT_BATCHES = 100_000  # the latest batch sizes kept for tests and benchmarks (a long serve makes millions)
+log = logging.getLogger("simeval.serve")
 
 
 @dataclass(frozen=True)
@@ -55,9 +74,20 @@ class ServeConfig:
     api_key: str | None = None
     max_batch: int = 8
     batch_wait_ms: float = 0.0  # requests that arrive during a policy call always form the next batch
+    insecure: bool = False  # serve beyond the loopback without an API key, knowingly
+    max_message_mb: float | None = None  # None: the profile's largest legitimate request
+    max_connections: int = 64
 
     def __post_init__(self) -> None:
         get_profile(self.io)
+        if not is_loopback(self.host) and self.api_key is None and not self.insecure:
+            raise ValueError(f"--host {self.host!r} accepts connections from other machines, and without --api-key "
+                             f"anyone who reaches the port drives the policy; give --api-key KEY, or --insecure to "
+                             f"serve without one")
+        if self.max_message_mb is not None and not 0 < self.max_message_mb <= 65536:
+            raise ValueError(f"--max-message-mb {self.max_message_mb!r}: megabytes in (0, 65536]")
+        if not isinstance(self.max_connections, int) or not 1 <= self.max_connections <= 65536:
+            raise ValueError(f"--max-connections {self.max_connections!r}: an integer in 1..65536")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"--port {self.port!r}: a port number in 0..65535 (0: any free port)")
         if not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= 1024:
@@ -93,11 +123,15 @@ class PolicyServer:
                                  "privileged": self.spec.privileged},
             "chunk": int(policy.chunk), "action_dim": 7, "max_batch": config.max_batch,
         }
-        self._slots = itertools.count()
+        mb = config.max_message_mb
+        self.max_size = int(mb * 2**20) if mb is not None else self.profile.max_request_bytes(spec)
+        self._free: list[int] = []  # slot numbers of closed connections, reused smallest first
+        self._next_slot = 0
+        self._admitted: dict[ServerConnection, asyncio.Task] = {}  # let through, not yet closed: their watchers
         self._open = 0  # connections now open: a batch never waits for more requests than that
         self._queue: asyncio.Queue[_Request] | None = None
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simeval-policy")
-        self.batches: list[int] = []  # the size of every policy call, for tests and benchmarks
+        self.batches: deque[int] = deque(maxlen=KEPT_BATCHES)  # the size of each policy call
 
     def _process_request(self, connection: ServerConnection, request) -> Any:
         if request.path == "/healthz":
@@ -106,10 +140,27 @@ class PolicyServer:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Api-Key {self.config.api_key}".encode()):
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
+        limit = self.config.max_connections
+        if len(self._admitted) >= limit:
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                      f"server busy: {limit} connections open, its limit (--max-connections)\n")
+        watcher = self._admitted[connection] = asyncio.create_task(connection.wait_closed())
+        watcher.add_done_callback(lambda _: self._admitted.pop(connection, None))
         return None
 
+    @property
+    def connections(self) -> int:
+        """Connections admitted and not yet closed (handshakes included): for tests and the soak."""
+        return len(self._admitted)
+
+    def _take_slot(self) -> int:
+        if self._free:
+            return heapq.heappop(self._free)
+        self._next_slot += 1
+        return self._next_slot - 1
+
     async def _handle(self, ws: ServerConnection) -> None:
-        slot, fresh = next(self._slots), True
+        slot, fresh = self._take_slot(), True  # given back only once its last request has its answer
         self._open += 1
         try:
             await ws.send(pack(self.metadata))
@@ -130,7 +181,7 @@ class PolicyServer:
                     self._queue.put_nowait(_Request(slot, obs, fresh, future))
                     fresh = False
                     chunk, infer_s, batch = await future
-                except Exception as err:  # noqa: BLE001 - sent to the client, as openpi's server does
+                except Exception as err:  # noqa: BLE001 - its message goes to the client, as openpi's server does
                     await _fail(ws, err)
                     return
                 reply = {"actions": self.profile.actions_to_wire(chunk),
@@ -142,6 +193,7 @@ class PolicyServer:
                     return
         finally:
             self._open -= 1
+            heapq.heappush(self._free, slot)
 
     async def _batcher(self) -> None:
         """Policy calls, one batch at a time, on the inference thread."""
@@ -163,7 +215,8 @@ class PolicyServer:
                     break
             try:
                 answers, infer_s = await loop.run_in_executor(self._inference, self._infer, items)
-            except Exception as err:  # noqa: BLE001 - every request of the batch gets the error
+            except Exception as err:  # noqa: BLE001 - _infer fails requests alone; this is a last resort
+                log.error("a batch of %d requests failed", len(items), exc_info=err)
                 for item in items:
                     if not item.future.done():
                         item.future.set_exception(err)
@@ -171,35 +224,59 @@ class PolicyServer:
             for item, answer in zip(items, answers):
                 if item.future.done():
                     continue
-                if isinstance(answer, SlotError):
+                if isinstance(answer, BaseException):
+                    item.future.set_exception(answer)
+                elif isinstance(answer, SlotError):
                     item.future.set_exception(RuntimeError(answer.reason))
                 else:
                     item.future.set_result((answer, infer_s, len(items)))
 
     def _infer(self, items: list[_Request]) -> tuple[list, float]:
+        """One answer per request: a chunk, a ``SlotError`` or the exception that failed it alone."""
         started = time.perf_counter()
-        for item in items:
+        answers: list = [None] * len(items)
+        ready = []
+        for i, item in enumerate(items):
             start = item.obs.start
             if start is None and item.fresh:
                 start = EpisodeStart(f"connection-{item.slot}", "", "", 0)
-            if start is not None:
-                self.policy.reset([item.slot], [start])
+            try:
+                if start is not None:
+                    self.policy.reset([item.slot], [start])
+                ready.append(i)
+            except Exception as err:  # noqa: BLE001 - that request's own failure
+                log.warning("slot %d: reset failed", item.slot, exc_info=err)
+                answers[i] = err
+        for i, answer in zip(ready, self._act([items[i] for i in ready])):
+            answers[i] = answer
+        return answers, time.perf_counter() - started
+
+    def _act(self, items: list[_Request]) -> list:
+        """The policy on ``items`` as one call; if it raises, on each request alone."""
+        if not items:
+            return []
         batch = Batch(slots=[i.slot for i in items], state=np.stack([i.obs.state for i in items]),
                       instruction=[i.obs.instruction for i in items])
         for cam in self.spec.cameras:
             setattr(batch, cam, np.stack([i.obs.images[cam] for i in items]))
         if self.spec.privileged:
             batch.privileged = [i.obs.privileged for i in items]
-        answers = per_slot(self.policy.act(batch), len(items))
         self.batches.append(len(items))
-        return answers, time.perf_counter() - started
+        try:
+            return per_slot(self.policy.act(batch), len(items))
+        except Exception as err:  # noqa: BLE001 - one request's failure, found by running each alone
+            if len(items) == 1:
+                log.warning("slot %d: the policy failed", items[0].slot, exc_info=err)
+                return [err]
+        return [self._act([item])[0] for item in items]
 
     async def run(self, ready=None) -> None:
         """Serve until cancelled; ``ready(port)`` is called once the socket listens."""
         self._queue = asyncio.Queue()
         batcher = asyncio.create_task(self._batcher())
         try:
-            async with serve(self._handle, self.config.host, self.config.port, compression=None, max_size=None,
+            async with serve(self._handle, self.config.host, self.config.port, compression=None,
+                             max_size=self.max_size, max_queue=MAX_QUEUE,
                              process_request=self._process_request) as server:
                 port = server.sockets[0].getsockname()[1]
                 if ready is not None:
@@ -211,14 +288,25 @@ class PolicyServer:
 
 
 async def _fail(ws: ServerConnection, err: BaseException) -> None:
-    """openpi's failure: the error as a text frame, then close with 1011 (internal error)."""
-    text = "".join(traceback.format_exception(err)) if not isinstance(err, (WireError, ProfileError)) else \
-        f"{type(err).__name__}: {err}\n"
+    """openpi's failure: the error as a text frame, then close with 1011 (internal error). The text
+    is one line (no traceback, no server paths): the traceback is in the server's log."""
+    text = (str(err) or "no message").strip().replace("\r", " ").replace("\n", " | ")
+    text = f"{type(err).__name__}: {text}"[:1000]
     try:
         await ws.send(text)
-        await ws.close(CloseCode.INTERNAL_ERROR, "Internal server error. Traceback included in previous frame.")
+        await ws.close(CloseCode.INTERNAL_ERROR, "Internal server error; the reason is the previous frame.")
     except ConnectionClosed:
         pass
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens to this machine only (a name other than localhost: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _version() -> str:
@@ -231,10 +319,16 @@ def _version() -> str:
 def serve_forever(policy: Policy, config: ServeConfig, name: str) -> None:
     """Serve until Ctrl-C, saying on stdout where (a line tests and scripts can wait for)."""
     server = PolicyServer(policy, config, name)
+    logging.basicConfig(format="simeval serve: %(levelname)s %(message)s", stream=sys.stderr)
+
+    if config.insecure and config.api_key is None and not is_loopback(config.host):
+        print(f"simeval: warning: serving on {config.host} without an API key (--insecure): anyone who reaches "
+              f"port {config.port} can use the policy", file=sys.stderr, flush=True)
 
     def ready(port: int) -> None:
         print(f"simeval: serving {name} on ws://{config.host}:{port} (io {config.io}, max batch "
-              f"{config.max_batch}{', API key required' if config.api_key else ''})", flush=True)
+              f"{config.max_batch}, messages up to {server.max_size / 2**20:.1f} MB, at most "
+              f"{config.max_connections} connections{', API key required' if config.api_key else ''})", flush=True)
 
     try:
         asyncio.run(server.run(ready))

@@ -56,3 +56,57 @@ def zeros(horizon: int = 10) -> Callable[[dict], dict]:
     chunk = np.zeros((horizon, 7), np.float32)
     chunk[:, 6] = -1
     return lambda request: {"actions": chunk}
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory now (``VmRSS``) and at its peak (``VmHWM``), in MB, from /proc."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) / 1024
+    return fields
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds open (its listening socket included), from /proc."""
+    import os
+
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:  # closed while we looked
+            pass
+    return count
+
+
+@contextlib.contextmanager
+def policy_server(policy, config) -> Iterator[tuple]:
+    """A ``simeval.serve.PolicyServer`` for ``policy`` in a thread of this process; (server, port)."""
+    import asyncio
+
+    from simeval.serve import PolicyServer
+
+    ready, box = threading.Event(), {}
+
+    def run() -> None:
+        box["server"] = PolicyServer(policy, config, "test")
+        loop = box["loop"] = asyncio.new_event_loop()
+
+        def on_ready(port: int) -> None:
+            box["port"] = port
+            ready.set()
+        box["task"] = loop.create_task(box["server"].run(on_ready))
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(box["task"])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30), "the policy server did not start"
+    try:
+        yield box["server"], box["port"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join(timeout=10)

@@ -9,8 +9,9 @@ slot runs open-loop for ``replan`` steps (all of it by default), as openpi's LIB
 Failures never stop a run. A connection lost mid-episode is reopened with exponential backoff and
 the episode re-runs from scratch (the runner's limit of attempts then records it as failed); a
 reply without ``actions`` or of the wrong shape, the server's error text frame, and a reply later
-than ``timeout`` fail that episode with the reason. A server not reachable at start is a one-line
-``ValueError`` (exit code 2 from the CLI).
+than ``timeout`` fail that episode with the reason. A server not reachable at start, or one whose
+metadata names another I/O profile than ``io`` (simeval's servers do; openpi's send none), is a
+one-line ``ValueError`` (exit code 2 from the CLI), before any episode runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import CloseCode
 from websockets.sync.client import ClientConnection, connect
 
 from policies.base import Batch, EpisodeStart, Policy, SlotError
@@ -90,6 +92,11 @@ class RemotePolicy(Policy):
             first.close()
             raise ValueError(f"the server at {config.url} sent {type(self.metadata).__name__} metadata, not a map: "
                              f"not an openpi policy server")
+        served = self.metadata.get("io")
+        if isinstance(served, str) and served != self.profile.name:
+            first.close()
+            raise ValueError(f"the server at {config.url} serves the {served!r} I/O profile and this run sends "
+                             f"{self.profile.name!r}; pass --io {served} (or serve with --io {self.profile.name})")
         try:
             self.observation_spec = self.profile.observation_spec(self.metadata)
         except ProfileError as err:
@@ -184,6 +191,9 @@ class RemotePolicy(Policy):
             return SlotError(f"no reply from the policy server within {self.config.timeout:g} s (--timeout)")
         except (ConnectionClosed, OSError) as err:
             self._drop(slot)
+            if isinstance(err, ConnectionClosed) and err.rcvd is not None and err.rcvd.code == CloseCode.MESSAGE_TOO_BIG:
+                return SlotError(f"the policy server refused a request of {len(frame)} bytes as too big "
+                                 f"({err.rcvd.reason or 'message too big'}; its --max-message-mb)")
             return SlotError(f"lost the connection to the policy server ({_why(err)})", retry=True)
         with self._lock:
             t = self.traffic
@@ -230,12 +240,15 @@ def _why(err: BaseException) -> str:
         status = err.response.status_code
         if status in (401, 403):
             return f"HTTP {status}: the server refused the API key (--api-key)"
-        return f"HTTP {status} instead of a websocket"
+        body = err.response.body.decode(errors="replace").strip().splitlines() if err.response.body else []
+        return f"HTTP {status}: {body[0][:200]}" if status == 503 and body else f"HTTP {status} instead of a websocket"
     if isinstance(err, ConnectionRefusedError):
         return "connection refused (is the server running, on this port?)"
     if isinstance(err, TimeoutError):
         return "timed out"
     if isinstance(err, ConnectionClosed):
-        return f"connection closed (code {err.rcvd.code if err.rcvd else 'none'})"
+        if err.rcvd is None:
+            return "connection closed (code none)"
+        return f"connection closed (code {err.rcvd.code}{': ' + err.rcvd.reason[:200] if err.rcvd.reason else ''})"
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return f"{type(err).__name__}: {text}"[:300]

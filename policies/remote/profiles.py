@@ -31,6 +31,8 @@ STATE_DIM = 8
 # worlds; tests/test_remote_profiles.py checks that they agree.
 SIM_POS_M, SIM_ROT_RAD = 0.02, 0.15
 R_DOWN = np.diag([1.0, -1.0, -1.0])
+MAX_SUITE_IMAGE = 1024  # the largest image_size a suite may ask for (simeval/suites.py), restated likewise
+REQUEST_SLACK = 1 << 20  # bytes beyond the images: state, instruction, privileged state, msgpack framing
 
 
 @dataclass
@@ -117,6 +119,16 @@ class IOProfile(ABC):
     name: str = "base"
     carries_privileged: bool = False  # whether simulator state (the scripted experts' input) goes across
 
+    def max_request_bytes(self, spec: ObservationSpec) -> int:
+        """The largest request a legitimate client sends to a server of ``spec``: its images at the
+        largest size it may send, plus :data:`REQUEST_SLACK`; the server refuses larger frames."""
+        images, side = self.request_images(spec)
+        return images * side * side * 3 + REQUEST_SLACK
+
+    @abstractmethod
+    def request_images(self, spec: ObservationSpec) -> tuple[int, int]:
+        """How many RGB images a request carries for a server of ``spec``, and the largest side of one."""
+
     @abstractmethod
     def observation_spec(self, metadata: Mapping) -> ObservationSpec:
         """What the client renders for a server with ``metadata``."""
@@ -149,6 +161,9 @@ class SimevalProfile(IOProfile):
 
     name: str = "simeval"
     carries_privileged: bool = True
+
+    def request_images(self, spec: ObservationSpec) -> tuple[int, int]:
+        return len(spec.cameras), spec.image_size or MAX_SUITE_IMAGE  # None: the client's suite's size
 
     def observation_spec(self, metadata: Mapping) -> ObservationSpec:
         spec = metadata.get("observation_spec") if isinstance(metadata, Mapping) else None
@@ -238,6 +253,10 @@ class LiberoProfile(IOProfile):
     @property
     def _keys(self) -> dict[str, str]:
         return {"agentview": self.image_key, "wrist": self.wrist_key}
+
+    def request_images(self, spec: ObservationSpec) -> tuple[int, int]:
+        # openpi's client sends both images whatever the policy reads, at 224 (256 if it skips the pad)
+        return len(self._keys), max(self.wire_size, self.render_size)
 
     def observation_spec(self, metadata: Mapping) -> ObservationSpec:
         return ObservationSpec(cameras=CAMERAS, image_size=self.render_size)
