@@ -185,18 +185,18 @@ class RayPool:
         cluster's own check (:meth:`Cluster.check`: no node left is :class:`ClusterLost`). With no
         worker up for ``START_S``, the CPUs the actors wait for are taken: ClusterLost too."""
         up = [w for w in self._workers if w.starting is None]
-        nodes = self._cluster.check(len(up), len(self._workers))
+        nodes = self._cluster.check()
         dead = [i for i, w in enumerate(self._workers) if w.node is not None and w.node not in nodes.alive]
         if up and len(dead) < len(up):
             self._heard = time.monotonic()
         elif time.monotonic() - self._heard > START_S:
-            raise self._cluster.lose(f"no env actor has been up for {START_S:g} s: the {nodes.cpus:g} CPU(s) of "
-                                        f"its alive nodes are taken")
+            raise self._cluster.lose(f"no env actor has been up for {START_S:g} s: the {nodes.cpus:g} CPU(s) of its "
+                                     f"alive nodes are taken")
         return dead
 
     def _replace_all(self, dead: list[int]) -> list[int]:
         if dead:
-            self._cluster.check(len(self.live) // self.config.slots_per_worker, len(self._workers))
+            self._cluster.check()  # a node that died meanwhile is known before the deaths are judged
         for worker in dead:
             self._replace(worker)
         return dead
@@ -234,7 +234,6 @@ class RayPool:
                     ray.kill(worker.actor, no_restart=True)
                 except Exception:  # noqa: BLE001 - already gone with its node
                     pass
-            self._cluster.close()
             if self._started_ray:
                 ray.shutdown()
 

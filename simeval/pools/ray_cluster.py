@@ -10,15 +10,15 @@ nodes are alive (from the GCS, the authority Ray's own node health checks report
 
 from __future__ import annotations
 
-import concurrent.futures
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 EXTRA = 'pip install -e ".[ray]"'
-CONNECT_TIMEOUT_S = 5.0  # an address must answer Ray's handshake within this long
+CONNECT_TIMEOUT_S = 4.0  # an address must answer Ray's handshake within this long (the command, about 5 s)
 NODES_TIMEOUT_S = 10.0  # the GCS must say which nodes are alive within this long
 
 
@@ -106,7 +106,6 @@ class Cluster:
     def __init__(self, ray: Any, address: str | None) -> None:
         self._ray = ray
         self.where = f"the Ray cluster at {address}" if address else "the Ray started for this run"
-        self._asker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="simeval-ray-nodes")
         self.driver_node = ray.get_runtime_context().get_node_id()
         self.lost = False  # ClusterLost was raised: nothing more is asked of the cluster
         self.nodes = self._ask()
@@ -118,27 +117,37 @@ class Cluster:
         return len(self.nodes.dead)
 
     def _ask(self) -> Nodes:
-        future = self._asker.submit(self._ray.nodes)
-        try:
-            table = future.result(timeout=NODES_TIMEOUT_S)
-        except concurrent.futures.TimeoutError:
-            raise self.lose(f"its head did not say which nodes are alive within {NODES_TIMEOUT_S:g} s") from None
-        except Exception as err:  # noqa: BLE001 - any failure to reach the GCS
-            raise self.lose(f"its head cannot be reached ({type(err).__name__})") from None
+        """``ray.nodes()`` in a daemon thread (a call stuck on a dead head must not hold up the exit)."""
+        answer: dict[str, Any] = {}
+
+        def ask() -> None:
+            try:
+                answer["table"] = self._ray.nodes()
+            except Exception as err:  # noqa: BLE001 - any failure to reach the GCS
+                answer["error"] = err
+
+        thread = threading.Thread(target=ask, name="simeval-ray-nodes", daemon=True)
+        thread.start()
+        thread.join(NODES_TIMEOUT_S)
+        if "error" in answer:
+            raise self.lose(f"its head cannot be reached ({type(answer['error']).__name__})")
+        if "table" not in answer:
+            raise self.lose(f"its head did not say which nodes are alive within {NODES_TIMEOUT_S:g} s")
+        table = answer["table"]
         alive = frozenset(n["NodeID"] for n in table if n.get("Alive"))
         dead = frozenset(n["NodeID"] for n in table if not n.get("Alive")) - alive
         cpus = sum(float((n.get("Resources") or {}).get("CPU", 0)) for n in table if n["NodeID"] in alive)
         return Nodes(alive, dead, cpus, {n["NodeID"]: str(n.get("NodeManagerAddress", "?")) for n in table})
 
-    def check(self, running: int, workers: int) -> Nodes:
+    def check(self) -> Nodes:
         """Ask again; warn of nodes that died since; raise :class:`ClusterLost` when the driver's node
-        died or no alive node has a CPU. ``running``/``workers``: env actors up, for the warning."""
+        died or no alive node has a CPU."""
         nodes = self.nodes = self._ask()
         for node in sorted(nodes.dead - self._reported):
             self._reported.add(node)
             sys.stderr.write(f"\nsimeval: warning: Ray node {nodes.names.get(node, '?')} ({node[:8]}) died; "
-                             f"{len(nodes.alive)} node(s) with {nodes.cpus:g} CPU(s) left, {running} of {workers} "
-                             f"env workers running\n")
+                             f"{len(nodes.alive)} node(s) with {nodes.cpus:g} CPU(s) left run its env workers' "
+                             f"episodes\n")
         if self.driver_node in nodes.dead:
             raise self.lose(f"the node this run's driver is on ({nodes.names.get(self.driver_node, '?')}) died")
         if nodes.cpus < 1:
@@ -150,6 +159,3 @@ class Cluster:
         self.lost = True
         return ClusterLost(f"{self.where}: {reason}; the finished episodes are kept in episodes.jsonl: continue "
                            f"with --resume (on Ray or locally)")
-
-    def close(self) -> None:
-        self._asker.shutdown(wait=False, cancel_futures=True)
