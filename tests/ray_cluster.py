@@ -7,6 +7,7 @@ instead of about 15 s) so that the tests stay short; the pool's own bounds are t
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 RAY = str(Path(sys.executable).with_name("ray"))
+RAY_PACKAGE = str(Path(importlib.util.find_spec("ray").origin).parent)  # in every Ray process's command line
 FAST_HEALTH_CHECKS = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "500",
                       "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "3"}
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **FAST_HEALTH_CHECKS}
@@ -38,7 +40,7 @@ class LocalCluster:
     node_ports: list[int] = field(default_factory=list)  # each node's node-manager port, the head's first
 
     def processes(self, word: str = "") -> list[int]:
-        """The pids of this cluster's processes whose command line also holds ``word``."""
+        """The pids of this cluster's Ray processes whose command line also holds ``word``."""
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
@@ -47,7 +49,7 @@ class LocalCluster:
                 command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if self.temp_dir in command and word in command:
+            if self.temp_dir in command and RAY_PACKAGE in command and word in command:
                 found.append(int(entry))
         return found
 

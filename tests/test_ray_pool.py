@@ -104,27 +104,22 @@ def test_more_workers_than_the_cluster_has_cpus_run_on_those_that_start(tmp_path
 
 
 def test_actors_that_never_start_stop_the_run_in_one_line(tmp_path, capsys, monkeypatch):
-    """Every CPU taken (by another job's actor): the actors wait START_S, then exit code 2."""
+    """Every CPU taken (held by another job): the actors wait START_S, then exit code 2."""
     import simeval.pools.ray as ray_pool
 
     monkeypatch.setattr(ray_pool, "CHECK_S", 0.5)
     monkeypatch.setattr(ray_pool, "START_S", 2.0)
-    hog = ray.remote(num_cpus=2)(Hog).remote()
-    ray.get(hog.ready.remote())
+    taken = ray.util.placement_group([{"CPU": 2}])
+    ray.get(taken.ready(), timeout=60)
     try:
         suite = _suite(tmp_path, SCRIPTED_SUITE)
         assert main(["run", "--policy", "scripted", "--suite", str(suite), "--backend", "ray", "--workers", "2",
                      "--out", str(tmp_path / "out"), "--video", "none"]) == 2
     finally:
-        ray.kill(hog)
+        ray.util.remove_placement_group(taken)
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("simeval: error: the Ray started for this run: no env actor has been up for 2 s") \
         and "--resume" in err, err
-
-
-class Hog:
-    def ready(self) -> bool:
-        return True
 
 
 def test_an_interrupted_ray_run_resumes(tmp_path):
