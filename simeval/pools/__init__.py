@@ -4,8 +4,9 @@ The runner drives a pool with one command protocol (:mod:`simeval.pools.commands
 list of ``(slot, Reset | Chunk)`` commands, ``collect`` the replies as they come (and the workers
 that died, whose episodes the runner re-runs), read a slot's latest camera images in
 ``images[slot]``. Only ``live`` slots take commands (a Ray worker whose actor is not up yet, or
-waits for a node, has none); ``collect`` waits, within a bound, while the pool is ``waiting``. Both implementations carry commands out with the same :class:`SlotRunner`, so
-they give the same outcomes:
+waits for a node, has none); ``collect`` waits, within a bound, while the pool is ``waiting``.
+Both implementations carry commands out with the same :class:`SlotRunner`, so they give the same
+outcomes:
 
 - :class:`~simeval.pools.local.LocalPool` (``backend="local"``, the default): worker processes on
   this machine, images through shared memory;
