@@ -60,6 +60,13 @@ class LocalCluster:
         assert len(raylets) == 1, f"node {node}'s raylet not found: {pids}"
         os.kill(raylets[0], signal.SIGKILL)
 
+    def kill_head(self) -> None:
+        """End the head's GCS and raylet with SIGKILL: the head machine lost."""
+        gcs = self.processes(f"--gcs_server_port={self.address.rpartition(':')[2]}")
+        assert len(gcs) == 1, f"the GCS not found: {gcs}"
+        os.kill(gcs[0], signal.SIGKILL)
+        self.kill_raylet(0)
+
     def stop(self) -> None:
         for _ in range(3):  # a process may start another while the first are killed
             for pid in self.processes():

@@ -97,10 +97,12 @@ def test_a_dead_nodes_episodes_re_run_on_the_nodes_left(tmp_path):
 
 
 @pytest.mark.slow
-def test_with_no_node_left_the_run_stops_in_one_line_exit_2_and_resume_completes_it(tmp_path):
+@pytest.mark.parametrize("lost", ["raylet", "head"])  # the head's raylet (its GCS lives on), or the head itself
+def test_with_no_node_left_the_run_stops_in_one_line_exit_2_and_resume_completes_it(lost, tmp_path):
     suite = _suite(tmp_path)
     with local_cluster(2) as cluster:
-        code, err, took = _run_killing(suite, tmp_path / "ray", cluster.address, lambda: cluster.kill_raylet(0))
+        kill = (lambda: cluster.kill_raylet(0)) if lost == "raylet" else cluster.kill_head
+        code, err, took = _run_killing(suite, tmp_path / "ray", cluster.address, kill)
     assert code == 2, err[-3000:]
     last = err.rstrip("\n").splitlines()[-1]
     assert last.startswith(f"simeval: error: the Ray cluster at {cluster.address}: ") and "--resume" in last, last
@@ -111,7 +113,8 @@ def test_with_no_node_left_the_run_stops_in_one_line_exit_2_and_resume_completes
     _local(suite, tmp_path / "ray", "--resume")  # locally: the backend is not part of a run's identity
     _local(suite, tmp_path / "local")
     assert _records(tmp_path / "ray") == _records(tmp_path / "local")
-    print(f"stopped {took:.1f} s after the head's raylet was killed")
+    print(f"stopped {took:.1f} s after the head's {'raylet was' if lost == 'raylet' else 'GCS and raylet were'} "
+          f"killed: {last}")
 
 
 class SilentServer:
