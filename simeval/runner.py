@@ -149,7 +149,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
             while pending or active:
                 # the slots that are not busy get their next command: a chunk from one policy call for
                 # those with an observation, a reset onto the next pending episode for the free ones
-                idle = [s for s in range(pool.n_slots) if s not in pool.busy]
+                idle = [s for s in range(pool.n_slots) if s in pool.live and s not in pool.busy]
                 commands: list[tuple[int, Reset | Chunk]] = []
                 for slot, chunk in _act(policy, pool, active, idle, finish, lose, observers):
                     episode = active[slot]
@@ -168,7 +168,7 @@ def rollout(specs: Sequence[EpisodeSpec], policy: Policy, pool_config: PoolConfi
                         observer.round(pool, batches)
                     batches += 1
                     pool.submit(commands)
-                if not pool.busy:
+                if not pool.waiting:
                     continue
                 replies, dead = pool.collect()
                 for reply in replies:

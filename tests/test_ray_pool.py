@@ -54,8 +54,9 @@ def _suite(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _run(suite: Path, out: Path, policy: str = "scripted", backend: str = "local", hook=None, **kwargs) -> dict:
-    request = RunRequest(suite=load_suite(str(suite)), policy=policy, out=out, workers=2, video="none",
+def _run(suite: Path, out: Path, policy: str = "scripted", backend: str = "local", hook=None, workers: int = 2,
+         **kwargs) -> dict:
+    request = RunRequest(suite=load_suite(str(suite)), policy=policy, out=out, workers=workers, video="none",
                          backend=backend, progress=False, **kwargs)
     return execute(request, observers=[RoundHook(hook)] if hook else ())
 
@@ -92,6 +93,33 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(how, tm
     results = _run(suite, tmp_path / "ray", backend="ray", hook=kill)
     assert killed and results["timing"]["worker_restarts"] == 1
     assert _records(tmp_path / "ray") == _records(tmp_path / "local")
+
+
+def test_more_workers_than_the_cluster_has_cpus_run_on_those_that_start(tmp_path):
+    """The third actor finds no CPU (Ray has 2): its slots take no episode, and the run ends."""
+    suite = _suite(tmp_path, SCRIPTED_SUITE)
+    _run(suite, tmp_path / "local")
+    _run(suite, tmp_path / "ray", backend="ray", workers=3)
+    assert _records(tmp_path / "ray") == _records(tmp_path / "local")
+
+
+def test_actors_that_never_start_stop_the_run_in_one_line(tmp_path, capsys, monkeypatch):
+    """Every CPU taken (held by another job): the actors wait START_S, then exit code 2."""
+    import simeval.pools.ray as ray_pool
+
+    monkeypatch.setattr(ray_pool, "CHECK_S", 0.5)
+    monkeypatch.setattr(ray_pool, "START_S", 2.0)
+    taken = ray.util.placement_group([{"CPU": 2}])
+    ray.get(taken.ready(), timeout=60)
+    try:
+        suite = _suite(tmp_path, SCRIPTED_SUITE)
+        assert main(["run", "--policy", "scripted", "--suite", str(suite), "--backend", "ray", "--workers", "2",
+                     "--out", str(tmp_path / "out"), "--video", "none"]) == 2
+    finally:
+        ray.util.remove_placement_group(taken)
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("simeval: error: the Ray started for this run: no env actor has been up for 2 s") \
+        and "--resume" in err, err
 
 
 def test_an_interrupted_ray_run_resumes(tmp_path):

@@ -3,8 +3,10 @@
 The runner drives a pool with one command protocol (:mod:`simeval.pools.commands`): ``submit`` a
 list of ``(slot, Reset | Chunk)`` commands, ``collect`` the replies as they come (and the workers
 that died, whose episodes the runner re-runs), read a slot's latest camera images in
-``images[slot]``. Both implementations carry commands out with the same :class:`SlotRunner`, so
-they give the same outcomes:
+``images[slot]``. Only ``live`` slots take commands (a Ray worker whose actor is not up yet, or
+waits for a node, has none); ``collect`` waits, within a bound, while the pool is ``waiting``.
+Both implementations carry commands out with the same :class:`SlotRunner`, so they give the same
+outcomes:
 
 - :class:`~simeval.pools.local.LocalPool` (``backend="local"``, the default): worker processes on
   this machine, images through shared memory;
@@ -31,8 +33,12 @@ class Pool(Protocol):
     config: PoolConfig
     n_slots: int
     busy: set[int]  # slots with a command not answered yet
+    live: set[int]  # slots that can take a command (their worker is up)
     images: dict[int, dict[str, np.ndarray]]  # slot -> camera -> the latest rendered image
     restarts: int  # workers replaced so far
+
+    @property
+    def waiting(self) -> bool: ...  # collect has something to wait for (a reply, a worker starting)
 
     def submit(self, commands: list[tuple[int, Reset | Chunk]]) -> None: ...
     def collect(self) -> tuple[list[Reply], list[int]]: ...
@@ -51,7 +57,7 @@ def backend_settings(backend: str, ray_address: str | None, workers: int) -> dic
         if ray_address is not None:
             raise ValueError("--ray-address applies to --backend ray")
         return {}
-    from simeval.pools.ray import connect
+    from simeval.pools.ray_cluster import connect
 
     connect(ray_address, workers)
     return {"backend": "ray", "ray_address": ray_address}

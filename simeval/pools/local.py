@@ -95,6 +95,7 @@ class LocalPool:
         self._answered = [False] * config.workers
         self.restarts, self._failed_starts = 0, 0
         self.busy: set[int] = set()  # slots with a command not answered yet
+        self.live: set[int] = set(range(self.n_slots))  # a dead worker is replaced at once: every slot, always
         self._dead: set[int] = set()  # workers found dead, to be replaced at the next collect
         for w in range(config.workers):
             self._start(w)
@@ -108,6 +109,11 @@ class LocalPool:
             proc.start()
         child.close()
         self._procs[worker], self._conns[worker], self._answered[worker] = proc, parent, False
+
+    @property
+    def waiting(self) -> bool:
+        """``collect`` has a reply to wait for."""
+        return bool(self.busy)
 
     def submit(self, commands: list[tuple[int, Reset | Chunk]]) -> None:
         """Send each worker its commands (one message per worker); it answers each as it is done."""
