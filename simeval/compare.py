@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simeval.files import write_text
 from simeval.paired import PairedCounts, holm, mcnemar_exact, newcombe_interval
 from simeval.records import cell_key, read_records, record_cell
 
@@ -201,8 +202,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
         if foreign or (any(out.iterdir()) and not ours):
             raise CompareError(f"--out {out} holds files simeval compare did not write; choose a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "compare.md").write_text(format_markdown(result))
+    write_text(out / "compare.json", json.dumps(result, indent=1) + "\n")  # whole or not at all: a half one
+    write_text(out / "compare.md", format_markdown(result))  # would make the next compare refuse this --out
     plot_forest(result, out / "compare.png")
     return [out / name for name in FILES]
 
