@@ -330,8 +330,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     policy = f"scripted+noise{args.noise}" + ("" if args.rot_noise is None else f"+rot{args.rot_noise}")
     request = RunRequest(suite=suite, policy=policy, out=args.out, workers=args.workers, video="none",
                          resume=args.resume, force=args.force, **_backend(args))
-    with writing(args.out):
-        summary = collect(request, args.noise, keep_failures=args.keep_failures, rot_noise=args.rot_noise)
+    summary = collect(request, args.noise, keep_failures=args.keep_failures, rot_noise=args.rot_noise)
     print(f"{summary['demos']} demonstrations ({summary['frames']} frames) from {summary['episodes']} episodes "
           f"({summary['successes']} succeeded) in {args.out}/demos")
     return 0
@@ -345,7 +344,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     missing = [str(d) for d in args.data if not d.is_dir()]
     if missing:
         raise UsageError(f"--data: no such dataset directory {', '.join(missing)}")
-    with writing(args.out):
+    with writing(args.out):  # policies' writes are plain open/write: a full disk's error names no file
         summary = train(args.config, args.data, args.out, steps=args.steps, resume=args.resume)
     print(f"trained {summary['steps']} steps on {summary['device']} in {summary['seconds']:.0f} s, final loss "
           f"{summary['loss']:.4f}; checkpoint {summary['checkpoint']}")
@@ -399,8 +398,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          resume=args.resume, force=args.force, episode=args.episode, policy_options=options,
                          **backend)
     try:
-        with writing(out):
-            results = execute(request, policy)
+        results = execute(request, policy)
     finally:
         if hasattr(policy, "close"):
             policy.close()
@@ -432,9 +430,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     methods = [parse_method(text) for text in args.runs]
     result = compare_methods(methods, levels=args.levels)
-    out = args.out or default_out(methods)
-    with writing(out):
-        paths = write_outputs(result, out)
+    paths = write_outputs(result, args.out or default_out(methods))
     print(format_markdown(result))
     print(f"wrote {', '.join(map(str, paths))}")
     return 0

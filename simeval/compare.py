@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simeval.files import write_text
+from simeval.files import write_text, writing
 from simeval.paired import PairedCounts, holm, mcnemar_exact, newcombe_interval
 from simeval.records import cell_key, read_records, record_cell
 
@@ -204,7 +204,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "compare.json", json.dumps(result, indent=1) + "\n")  # whole or not at all: a half one
     write_text(out / "compare.md", format_markdown(result))  # would make the next compare refuse this --out
-    plot_forest(result, out / "compare.png")
+    with writing(out / "compare.png"):
+        plot_forest(result, out / "compare.png")
     return [out / name for name in FILES]
 
 
