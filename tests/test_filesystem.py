@@ -207,6 +207,36 @@ def test_a_disk_that_fills_mid_run_leaves_a_log_resume_completes(tmp_path, mount
     assert results["overall"]["n"] == 24
 
 
+def _demos(out: Path) -> dict[str, dict]:
+    import numpy as np
+
+    demos = {}
+    for path in sorted((out / "demos").glob("*.npz")):
+        with np.load(path) as data:
+            demos[path.name] = {key: data[key].tolist() for key in data.files}
+    return demos
+
+
+def test_a_disk_that_fills_mid_collect_leaves_no_half_demo_and_resume_completes(tmp_path, mounts, capsys):
+    suite = tmp_path / "longer.yaml"
+    suite.write_text(LONGER.replace('"*:1", ', "").replace("PushButton, ", ""))  # five episodes
+    argv = ["collect", "--suite", str(suite), "--workers", "1", "--keep-failures"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    whole, whole_demos = _records(tmp_path / "whole"), _demos(tmp_path / "whole")
+    assert len(whole_demos) == len(whole) == 5
+    disk = mounts.full(room=16 * PAGE)  # room for a few demonstrations (each some 10 kB)
+    out = disk / "data"
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 2
+    line = _error_line(capsys)
+    assert f"cannot write {out}/" in line and "No space left on device" in line, line
+    kept = _demos(out)  # every .npz there is whole: np.load reads it
+    assert 0 < len(kept) < 5 and not list(disk.rglob("*.tmp"))
+    subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert _records(out) == whole and _demos(out) == whole_demos
+
+
 # ------------------------------------------------------------------ float flags
 def _float_actions():
     parser = _build_parser(with_methods=True)
