@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from simeval.files import write_text, writing
+from simeval.rundir import check_out_path
 from simeval.paired import PairedCounts, holm, mcnemar_exact, newcombe_interval
 from simeval.records import cell_key, read_records, record_cell
 
@@ -195,6 +196,7 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     compare's: nothing simeval did not write is replaced."""
     if out.exists() and not out.is_dir():
         raise CompareError(f"--out {out} is a file; give a directory")
+    check_out_path(out)  # a link to nothing, a file above it: one line
     if out.is_dir():
         foreign = [p.name for p in out.iterdir() if p.name not in FILES]
         earlier = out / "compare.json"

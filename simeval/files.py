@@ -31,12 +31,14 @@ def writing(path: Path | str) -> Iterator[None]:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: ``path``'s old content or the new, nothing between."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace ``path`` with ``data`` atomically: ``path``'s old content or the new, nothing between.
+    A symbolic link is written through (its target replaced, as a plain write would), not replaced."""
+    real = Path(os.path.realpath(path))
+    tmp = real.with_name(real.name + ".tmp")
     with writing(path):
         try:
             tmp.write_bytes(data)
-            os.replace(tmp, path)
+            os.replace(tmp, real)
         except BaseException as err:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # ours: written just now

@@ -314,7 +314,7 @@ def test_a_suite_name_with_a_control_character_is_refused(name, tmp_path, monkey
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("command", ["run", "collect"])
+@pytest.mark.parametrize("command", ["run", "collect", "compare"])
 def test_out_naming_a_dangling_symlink_says_so(command, inputs, tmp_path, capsys):
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "gone")
@@ -323,6 +323,15 @@ def test_out_naming_a_dangling_symlink_says_so(command, inputs, tmp_path, capsys
     assert err.count("\n") == 0 and "symbolic link" in err and "does not exist" in err, err
     assert "names an existing file" not in err
     assert not (tmp_path / "gone").exists() and link.is_symlink()
+
+
+def test_a_baseline_that_is_a_link_is_written_through_whole(inputs, tmp_path, capsys):
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    assert main(["check", "--run", str(inputs / "b"), "--baseline", str(real), "--update"]) == 0
+    link.symlink_to(real)
+    assert main(["check", "--run", str(inputs / "a"), "--baseline", str(link), "--update"]) == 0
+    assert link.is_symlink() and json.loads(real.read_text())["policy"] == "scripted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no .tmp left
 
 
 def test_out_with_a_nul_byte_names_the_flag(inputs, capsys):
