@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from policies.data import CAMERAS, load_demos, random_shift, sample_batch
 
@@ -91,7 +91,7 @@ def _save_state(folder: Path, optimizer: torch.optim.Optimizer, model: torch.nn.
                 if torch.is_tensor(value):
                     tensors[f"{names[id(param)]}::{key}"] = value.detach().cpu().contiguous().reshape(-1) \
                         if value.dim() == 0 else value.detach().cpu().contiguous()
-    save_file(tensors, str(folder / "optimizer.safetensors"))
+    (folder / "optimizer.safetensors").write_bytes(save(tensors))  # an OSError names the file
     (folder / "train_state.json").write_text(json.dumps({"step": step, "numpy_rng": rng.bit_generator.state}))
 
 

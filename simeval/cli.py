@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from simeval.files import describe, write_text, writing
 from simeval.libero.cli_setup import add_setup_parser, cmd_setup
 from simeval.method_flags import add_method_flags as _add_method_flags
-from simeval.method_flags import flag_of, method_flags  # noqa: F401  (tests read them here)
+from simeval.method_flags import bounded_float, flag_of, method_flags  # noqa: F401  (tests read them here)
 
 
 class UsageError(Exception):
@@ -83,7 +84,8 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
                                                    "example: 224 px images, 8-D state, prompt, delta-pose actions)")
     remote.add_argument("--replan", type=int, default=None, help="steps of each returned chunk run before asking "
                                                                  "again (default: the whole chunk)")
-    remote.add_argument("--timeout", type=float, default=None, help="seconds to wait for one reply (default 60)")
+    remote.add_argument("--timeout", type=bounded_float(0, 86_400, low_open=True), default=None,
+                        help="seconds to wait for one reply, at most a day (default 60)")
     remote.add_argument("--api-key", default=None, help="sent as 'Authorization: Api-Key KEY'")
 
     srv = sub.add_parser("serve", help="serve a policy over openpi's websocket protocol")
@@ -95,10 +97,11 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     srv.add_argument("--api-key", default=None, help="refuse connections without 'Authorization: Api-Key KEY'")
     srv.add_argument("--max-batch", type=int, default=8, help="requests run in one policy call at most (8)")
-    srv.add_argument("--batch-wait-ms", type=float, default=0.0, help="longest wait for more requests (default 0: "
-                                                                      "those that arrive during a call form the next)")
-    srv.add_argument("--max-message-mb", type=float, default=None, help="largest request accepted (default: the "
-                                                                        "profile's largest legitimate request)")
+    srv.add_argument("--batch-wait-ms", type=bounded_float(0, 1000), default=0.0,
+                     help="longest wait for more requests, 0..1000 (default 0: those that arrive during a call form "
+                          "the next)")
+    srv.add_argument("--max-message-mb", type=bounded_float(0, 65536), default=None,
+                     help="largest request accepted, in MB (default: the profile's largest legitimate request)")
     srv.add_argument("--max-connections", type=int, default=64, help="connections open at once; more get HTTP 503 (64)")
     srv.add_argument("--threads", type=int, default=None, help="torch threads for the policy (default: torch's)")
 
@@ -108,8 +111,9 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     collect.add_argument("--robot", default="", help="only these robots (comma-separated)")
     collect.add_argument("--tasks", default="", help="only these tasks (comma-separated)")
     collect.add_argument("--episodes", type=int, default=None, help="episodes per cell (overrides the suite)")
-    collect.add_argument("--noise", type=float, default=0.1, help="std of the noise on executed arm actions (0.1)")
-    collect.add_argument("--rot-noise", type=float, default=None,
+    collect.add_argument("--noise", type=bounded_float(0, 1), default=0.1,
+                         help="std of the noise on executed arm actions, 0..1 (0.1)")
+    collect.add_argument("--rot-noise", type=bounded_float(0, 1), default=None,
                          help="std of the noise on the rotation dims (default: --noise)")
     collect.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     collect.add_argument("--seed", type=int, default=None, help="suite seed (overrides the suite)")
@@ -133,7 +137,8 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     ft.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory")
     ft.add_argument("--steps", type=int, default=2000)
     ft.add_argument("--batch", type=int, default=32)
-    ft.add_argument("--lr", type=float, default=None, help="learning rate (default: by method)")
+    ft.add_argument("--lr", type=bounded_float(0, 1, low_open=True), default=None,
+                    help="learning rate in (0, 1] (default: by method)")
     ft.add_argument("--robot", default="", help="only demonstrations of these robots (comma-separated)")
     ft.add_argument("--seed", type=int, default=0)
     if with_methods:
@@ -144,8 +149,10 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     check.add_argument("--baseline", type=Path, required=True, help="baseline JSON (a results.json works too), or "
                                                                     "a run directory: then the check is paired")
     check.add_argument("--update", action="store_true", help="write the run as the new baseline instead")
-    check.add_argument("--alpha", type=float, default=0.05, help="one-sided significance (default 0.05)")
-    check.add_argument("--min-effect", type=float, default=0.10, help="smallest drop that counts (default 0.10)")
+    check.add_argument("--alpha", type=bounded_float(0, 1, True, True), default=0.05,
+                       help="one-sided significance in (0, 1) (default 0.05)")
+    check.add_argument("--min-effect", type=bounded_float(0, 1, high_open=True), default=0.10,
+                       help="smallest drop that counts, in [0, 1) (default 0.10)")
     check.add_argument("--allow-different-suite", action="store_true",
                        help="compare a run of another suite or episode set on the cells both have")
 
@@ -342,7 +349,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     missing = [str(d) for d in args.data if not d.is_dir()]
     if missing:
         raise UsageError(f"--data: no such dataset directory {', '.join(missing)}")
-    summary = train(args.config, args.data, args.out, steps=args.steps, resume=args.resume)
+    with writing(args.out):  # policies' writes are plain open/write: a full disk's error names no file
+        summary = train(args.config, args.data, args.out, steps=args.steps, resume=args.resume)
     print(f"trained {summary['steps']} steps on {summary['device']} in {summary['seconds']:.0f} s, final loss "
           f"{summary['loss']:.4f}; checkpoint {summary['checkpoint']}")
     return 0
@@ -367,8 +375,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"{', '.join(foreign)} does not apply to method {args.method}; its options: "
                          f"{', '.join(flag_of(name) for name in own)}")
     robots = tuple(r for r in args.robot.split(",") if r)
-    summary = finetune(args.policy, args.method, options, args.data, args.out, steps=args.steps, batch=args.batch,
-                       lr=args.lr, robots=robots, seed=args.seed)
+    with writing(args.out):
+        summary = finetune(args.policy, args.method, options, args.data, args.out, steps=args.steps,
+                           batch=args.batch, lr=args.lr, robots=robots, seed=args.seed)
     counts = summary["trainable"]["total"], summary["total"]["total"]
     print(f"{args.method}: {counts[0]:,} of {counts[1]:,} parameters trained ({counts[0] / counts[1]:.2%}), "
           f"{summary['steps']} steps in {summary['train_seconds']:.0f} s; adapted checkpoint {args.out}")
@@ -449,7 +458,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             _read_json(args.baseline, "--baseline (to be replaced by --update)")  # never overwrite a foreign file
         check_out_path(args.baseline.parent, "--baseline's folder")
         args.baseline.parent.mkdir(parents=True, exist_ok=True)
-        args.baseline.write_text(json.dumps(baseline_from_results(run), indent=1) + "\n")
+        write_text(args.baseline, json.dumps(baseline_from_results(run), indent=1) + "\n")
         print(f"wrote baseline {args.baseline} from {path}")
         return 0
     if not 0 < args.alpha < 1 or not 0 <= args.min_effect < 1:
@@ -503,6 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (UsageError, ValueError) as err:
         print(f"simeval: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system said no: read-only, full, a name too long (simeval.files)
+        message = describe(err)
+        if message is None:
+            raise
+        print(f"simeval: error: {one_line(message)}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # the run could not go on (e.g. env workers cannot start)
         print(f"simeval: failed: {one_line(err)}", file=sys.stderr)

@@ -17,6 +17,7 @@ On-disk format, one directory per dataset:
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 
 from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
 from policies.scripted import ScriptedPolicy
+from simeval.files import write_bytes, write_text
 from simeval.harness import RunRequest, run_episodes
 from simeval.records import EpisodeRecord
 from simeval.runner import Active, Observer
@@ -98,10 +100,11 @@ class DemoRecorder(Observer):
                                                 "steps")}
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", record.id)
         self.folder.mkdir(parents=True, exist_ok=True)  # only now: the run directory was checked first
-        np.savez_compressed(self.folder / f"{name}.npz", agentview=np.stack(buffer.agentview),
-                            wrist=np.stack(buffer.wrist), state=np.stack(buffer.state),
-                            action=np.stack(buffer.action), executed=np.stack(buffer.executed),
-                            meta=np.array(json.dumps(meta)))
+        data = io.BytesIO()  # then written whole: a full disk leaves no half .npz (nor zipfile's noise)
+        np.savez_compressed(data, agentview=np.stack(buffer.agentview), wrist=np.stack(buffer.wrist),
+                            state=np.stack(buffer.state), action=np.stack(buffer.action),
+                            executed=np.stack(buffer.executed), meta=np.array(json.dumps(meta)))
+        write_bytes(self.folder / f"{name}.npz", data.getvalue())
         record.demo = f"demos/{name}.npz"
 
 
@@ -119,5 +122,5 @@ def collect(request: RunRequest, noise: float, keep_failures: bool = False, rot_
                "frames": sum(r["steps"] for r in records if r["success"] or keep_failures), "noise": noise,
                "rot_noise": rot_noise,
                "image_size": request.suite.image_size}
-    (request.out / "dataset.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(request.out / "dataset.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simeval.files import write_text, writing
 from simeval.identity import Episodes, episode_mismatch
 from simeval.paired import PairedCounts, holm, mcnemar_exact, newcombe_interval
 from simeval.records import cell_key, read_records, record_cell
-from simeval.rundir import read_meta
+from simeval.rundir import check_out_path, read_meta
 from simeval.schemas import FileFormatError, read_json
 
 SCHEMA = "simeval.compare/1"
@@ -208,6 +209,7 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     compare's: nothing simeval did not write is replaced."""
     if out.exists() and not out.is_dir():
         raise CompareError(f"--out {out} is a file; give a directory")
+    check_out_path(out)  # a link to nothing, a file above it: one line
     if out.is_dir():
         foreign = [p.name for p in out.iterdir() if p.name not in FILES]
         earlier = out / "compare.json"
@@ -215,9 +217,10 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
         if foreign or (any(out.iterdir()) and not ours):
             raise CompareError(f"--out {out} holds files simeval compare did not write; choose a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "compare.md").write_text(format_markdown(result))
-    plot_forest(result, out / "compare.png")
+    write_text(out / "compare.json", json.dumps(result, indent=1) + "\n")  # whole or not at all: a half one
+    write_text(out / "compare.md", format_markdown(result))  # would make the next compare refuse this --out
+    with writing(out / "compare.png"):
+        plot_forest(result, out / "compare.png")
     return [out / name for name in FILES]
 
 

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from simeval.files import write_text
 from simeval.records import read_records, write_records
 from simeval.rundir import check_out_path, claim, clear_run, is_run_dir, read_meta
 from simeval.schemas import MAX_COUNT, FileFormatError, first_error, read_json
@@ -125,7 +126,7 @@ def prepare_dir(request: RunRequest, specs: list[EpisodeSpec]) -> list[dict]:
         if log.exists():
             raise RunError(f"{out} is a simeval run without its run.json (damaged); pass --force to clear it")
     claim(out)
-    (out / "run.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_text(out / "run.json", json.dumps(meta, indent=1) + "\n")
     return []
 
 
@@ -269,7 +270,7 @@ def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequ
     records = run.records
     results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
                             versions={**versions(), **(side_versions() if is_libero(request.suite.world) else {})})
-    (request.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(request.out / "results.json", json.dumps(results, indent=1) + "\n")
     write_summary_md(results, request.out / "summary.md")
     write_report_html(results, records, request.out / "report.html", request.out)
     return results

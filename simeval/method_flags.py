@@ -1,9 +1,12 @@
 """``simeval finetune``'s method options as flags, generated from the method configs so that the
-flags, their types and the errors that list them cannot drift from the code."""
+flags, their types and the errors that list them cannot drift from the code; and the argparse types
+every flag of the CLI shares (a boolean that is only true or false, a float within its range)."""
 
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Callable
 
 
 def boolean(text: str) -> bool:
@@ -12,6 +15,27 @@ def boolean(text: str) -> bool:
     if value not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
     return value == "true"
+
+
+def bounded_float(low: float = -math.inf, high: float = math.inf, low_open: bool = False,
+                  high_open: bool = False) -> Callable[[str], float]:
+    """A float flag's type: a finite number within [low, high] (``low_open``/``high_open``: excluded),
+    so that ``inf``, ``nan`` or ``1e300`` is one line naming the flag, not an OverflowError later."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+        if not math.isfinite(value) or not inside:
+            where = "a finite number" if math.isinf(low) and math.isinf(high) else f"a finite number in {shown}"
+            raise argparse.ArgumentTypeError(f"expected {where}, got {text!r}")
+        return value
+
+    parse.__name__ = "float"  # argparse names the type in its own messages
+    return parse
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
@@ -50,7 +74,9 @@ METHOD_HELP = {
     "grad_balance": "GSE: gradient-scale balancing, s_i = s_base mean_j tr(S_j) / tr(S_i)",
     "s_base": "GSE: s_base of gradient-scale balancing",
 }
-PARSERS = {int: int, float: float, bool: boolean, str: str, tuple: _comma_list}
+# a method's float options (scales, weights, thresholds) are finite and within +-1e6 here; their exact
+# ranges are the method config's, which validates itself
+PARSERS = {int: int, float: bounded_float(-1e6, 1e6), bool: boolean, str: str, tuple: _comma_list}
 
 
 def method_flags() -> dict[str, dict]:

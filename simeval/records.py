@@ -15,6 +15,7 @@ records written by simeval carry their cell, so metrics and reports of them neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from simeval.files import write_text, writing
 from simeval.schemas import RECORD, FileFormatError, NotJSON, first_error, key_path, parse_json
-
 
 
 class RecordError(FileFormatError):
@@ -160,17 +161,28 @@ def read_records(path: Path, warn: Callable[[str], None] | None = None) -> list[
 
 def write_records(path: Path, records: list[dict]) -> None:
     """Rewrite ``path`` with ``records``, atomically (a crash leaves the old file or the new one)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def append_record(path: Path) -> Callable[[dict], None]:
-    """A sink that appends each record to a JSONL file as one write, flushed at once."""
-
+    """A sink that appends each record to a JSONL file as one write, flushed at once. A write the
+    file system refuses part-way (a full disk) is cut back to the last whole record before the error
+    goes on, so the log ends on a record boundary and ``--resume`` runs that episode again."""
     def sink(record: dict) -> None:
-        with path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        with writing(path):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # unbuffered: nothing of the
+            try:  # line is left in a buffer to be written after the cut
+                end = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    while line:
+                        line = line[os.write(fd, line):]
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, end)
+                    raise
+            finally:
+                os.close(fd)
 
     return sink
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
 
+from simeval.files import write_text
 from simeval.metrics import DIMENSIONS, NOMINAL, format_cell, format_drop, is_success, pct
 from simeval.records import cell_key, record_cell, split_cell_key
 
@@ -164,7 +165,7 @@ def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
     lines += [_errors_line(results), ""]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
+    write_text(out, "\n".join(lines))
     return out
 
 
@@ -436,5 +437,5 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
             f"<title>simeval · {e(policy)} · {e(suite)}</title><style>{CSS}</style></head>"
             f"<body><main>{''.join(body)}</main></body></html>\n")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text(out, page)
     return out

@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 from simeval import schemas
+from simeval.files import write_text
 from simeval.records import RecordError, read_records
 from simeval.schemas import RUN_META, FileFormatError, read_json
 
 MARKER = "simeval-run.json"
 MARKER_FORMAT = "simeval.run-directory/1"
-RUN_FILES = ("run.json", "episodes.jsonl", "episodes.jsonl.tmp", "results.json", "summary.md", "report.html",
-             "dataset.json")
+RUN_FILES = ("run.json", "episodes.jsonl", "results.json", "summary.md", "report.html", "dataset.json")
+RUN_FILES += tuple(f"{name}.tmp" for name in (MARKER, *RUN_FILES))  # simeval.files.write_text's, if cut short
 LISTED = re.compile(r"(videos/[A-Za-z0-9_.+-]+\.mp4|demos/[A-Za-z0-9_.+-]+\.npz)")  # what records may name
 
 
@@ -31,8 +32,14 @@ class RunDirError(ValueError):
 
 def check_out_path(out: Path, flag: str = "--out") -> None:
     """``out`` can be a directory: it is one, or it and its missing parents can be created."""
+    if "\0" in str(out):
+        raise RunDirError(f"{flag} {str(out)!r} holds a NUL byte, which no path can; give a directory")
     for path in (out, *out.parents):
         if path.exists() or path.is_symlink():
+            if not path.exists():  # a link to nothing: simeval writes through no link it did not make
+                what = "is" if path == out else f"lies under {path}, which is"
+                raise RunDirError(f"{flag} {out} {what} a symbolic link to {path.readlink()}, which does not exist; "
+                                  f"give a directory (new, empty or a simeval run)")
             if not path.is_dir():
                 what = "names an existing file" if path == out else f"lies under {path}, which is a file"
                 raise RunDirError(f"{flag} {out} {what}; give a directory (new, empty or a simeval run)")
@@ -53,7 +60,7 @@ def claim(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     marker = {"format": MARKER_FORMAT, "note": "written by simeval; --force removes only the files listed here "
                                                "and the videos/demos its episodes.jsonl names", "files": RUN_FILES}
-    (out / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
 
 
 def _inside(out: Path, relative: str) -> Path | None:

@@ -199,8 +199,10 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
         raise fail("episodes", f"the suite has {total:,} episodes, more than the {MAX_TOTAL:,} one run takes; "
                                f"split it into several suites")
     name = data["name"]
-    if not isinstance(name, str) or not name or "/" in name or len(name) > 100:
-        raise fail("name", "must be a non-empty string of at most 100 characters, without '/'")
+    if not isinstance(name, str) or not name or "/" in name or len(name) > 100 or not name.isprintable():
+        # it names the run directory and every episode id: a newline or NUL there breaks both
+        raise fail("name", f"must be a non-empty string of at most 100 printable characters (no newline, tab "
+                           f"or other control character), without '/'; got {_short(name)}")
     description = data.get("description", "")
     if not isinstance(description, (str, type(None))):
         raise fail("description", f"must be a string, got {type(description).__name__}")

@@ -79,6 +79,6 @@ def test_collect_rotation_noise_off(suite_file, tmp_path):
 
 def test_collect_bad_noise(suite_file, tmp_path, capsys):
     assert main(["collect", "--suite", str(suite_file), "--out", str(tmp_path / "x"), "--noise", "3"]) == 2
-    assert "--noise must be within 0..1" in capsys.readouterr().err
+    assert "argument --noise: expected a finite number in [0, 1], got '3'" in capsys.readouterr().err
     assert main(["collect", "--suite", str(suite_file), "--out", str(tmp_path / "y"), "--rot-noise", "-1"]) == 2
-    assert "--rot-noise must be within 0..1" in capsys.readouterr().err
+    assert "argument --rot-noise: expected a finite number in [0, 1], got '-1'" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch.nn as nn
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from policies.adapters.base import adapter_state_dict, fingerprint, load_adapter_state
 from policies.adapters.config import AdapterConfig
@@ -41,7 +41,8 @@ def save_adapter(directory: Path | str, method: Method, config: AdapterConfig, m
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {PREFIX + k: v for k, v in adapter_state_dict(model).items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "method": method.name})
+    # bytes written by Python, so that a read-only or full disk is an OSError naming the file
+    (directory / WEIGHTS_FILE).write_bytes(save(state, metadata={"format": "pt", "method": method.name}))
     meta = method.peft_config(config, model) or {"peft_type": None}
     weight_files = [p.name for p in directory.glob("*.safetensors") if p.is_file()]  # the adapter, a vector
     meta["simeval"] = {"method": method.name, "options": config.to_dict(), "base_fingerprint": base_fingerprint,

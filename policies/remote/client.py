@@ -34,6 +34,7 @@ from policies.remote.wire import WireError, pack, unpack
 
 SCHEMES = ("ws://", "wss://")
 KEPT_TIMES = 100_000  # the latest request times kept for benchmarks (a long run makes millions)
+MAX_TIMEOUT_S = 86_400.0  # a day: the CLI's --timeout has the same bound
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class RemoteConfig:
         get_profile(self.io)
         if self.replan is not None and (not isinstance(self.replan, int) or self.replan < 1):
             raise ValueError(f"--replan {self.replan!r}: a whole number of steps >= 1")
-        if not self.timeout > 0:
-            raise ValueError(f"--timeout {self.timeout!r}: seconds > 0")
+        if not 0 < self.timeout <= MAX_TIMEOUT_S:  # inf or 1e300 would overflow the socket's timeout
+            raise ValueError(f"--timeout {self.timeout!r}: seconds in (0, {MAX_TIMEOUT_S:g}]")
         if self.connect_tries < 1 or not self.backoff_s >= 0:
             raise ValueError(f"connect_tries={self.connect_tries!r}, backoff_s={self.backoff_s!r}: at least 1 try, "
                              f"and a backoff of 0 s or more")

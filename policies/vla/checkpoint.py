@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from policies.integrity import load_safetensors, read_json, sha256, short, verified_bytes
 from policies.vla.config import VLAConfig
@@ -41,7 +41,7 @@ def save_checkpoint(directory: Path | str, model: VLA, config: VLAConfig, tokeni
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} words but config vocab_size={config.vocab_size}")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
-    save_file(state, str(weights), metadata={"policy_type": POLICY_TYPE})
+    weights.write_bytes(save(state, metadata={"policy_type": POLICY_TYPE}))  # an OSError names the file
     tokenizer.save(directory)
     meta = {"policy_type": POLICY_TYPE, "format_version": FORMAT_VERSION, "config": config.to_dict(),
             "weights_sha256": sha256(weights.read_bytes()), "extra": dict(extra or {})}

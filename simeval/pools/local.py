@@ -54,8 +54,8 @@ def _worker(conn, config: PoolConfig, slots: list[int], names: dict[tuple[int, s
                 for cam, image in images.items():
                     views[slot][cam][...] = image
                 conn.send(reply)
-    except (EOFError, KeyboardInterrupt):
-        pass
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass  # the main process is gone (ended, interrupted or killed): nobody is left to answer
     finally:
         runner.close()
         for block in blocks.values():

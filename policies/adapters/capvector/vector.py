@@ -13,7 +13,7 @@ from typing import Mapping
 
 import torch
 import torch.nn as nn
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from policies.integrity import first_line, load_safetensors, short
 
@@ -75,7 +75,8 @@ def merge_vector(model: nn.Module, gamma: Mapping[str, Tensor], alpha: float | M
 
 def save_vector(gamma: Mapping[str, Tensor], path: Path | str) -> None:
     """Write the vector as safetensors (argument order as ``safetensors.torch.save_file``)."""
-    save_file({n: t.detach().cpu().contiguous() for n, t in gamma.items()}, str(path), metadata={"format": FORMAT})
+    state = {n: t.detach().cpu().contiguous() for n, t in gamma.items()}
+    Path(path).write_bytes(save(state, metadata={"format": FORMAT}))  # an OSError names the file
 
 
 def load_vector(path: Path | str) -> dict[str, Tensor]:
