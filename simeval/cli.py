@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from simeval.files import describe, write_text, writing
+from simeval.cli_look import cmd_gallery, cmd_list, cmd_render_tasks, names
 from simeval.libero.cli_setup import add_setup_parser, cmd_setup
 from simeval.method_flags import add_method_flags as _add_method_flags
 from simeval.method_flags import bounded_float, flag_of, method_flags  # noqa: F401  (tests read them here)
@@ -100,7 +101,7 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     srv.add_argument("--batch-wait-ms", type=bounded_float(0, 1000), default=0.0,
                      help="longest wait for more requests, 0..1000 (default 0: those that arrive during a call form "
                           "the next)")
-    srv.add_argument("--max-message-mb", type=bounded_float(0, 65536), default=None,
+    srv.add_argument("--max-message-mb", type=bounded_float(0, 65536, low_open=True), default=None,
                      help="largest request accepted, in MB (default: the profile's largest legitimate request)")
     srv.add_argument("--max-connections", type=int, default=64, help="connections open at once; more get HTTP 503 (64)")
     srv.add_argument("--threads", type=int, default=None, help="torch threads for the policy (default: torch's)")
@@ -188,118 +189,6 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    import envs
-    from envs.robots import ROBOTS
-    from envs.tasks.library import TASKS
-
-    if args.what == "envs":
-        rows = [{"id": envs.registration.env_id(t.name, r), "task": t.name, "robot": r, "family": t.family,
-                 "instruction": t.instruction, "max_steps": t.max_steps} for t in TASKS for r in ROBOTS]
-        if args.json:
-            print(json.dumps([row["id"] for row in rows]))
-        else:
-            width = max(len(row["id"]) for row in rows)
-            for row in rows:
-                print(f"{row['id']:<{width}}  {row['family']:<8} {row['max_steps']:>4} steps  \"{row['instruction']}\"")
-    elif args.what == "suites":
-        from simeval.suites import builtin_suites, load_suite
-
-        rows = []
-        for name in sorted(builtin_suites()):
-            suite = load_suite(name)
-            rows.append({"suite": name, "episodes": len(suite.episode_specs()), "description": suite.description})
-        if args.json:
-            print(json.dumps(rows))
-        else:
-            for row in rows:
-                print(f"{row['suite']:<14} {row['episodes']:>5} episodes  {row['description']}")
-    elif args.what == "tasks" and args.world != "simeval":
-        from simeval import worlds
-        from simeval.libero import catalog
-
-        worlds.check_world(args.world)
-        rows = [{"index": t.index, "task": t.name, "instruction": t.language, "init_states": t.init_states,
-                 "max_steps": catalog.max_steps(args.world)} for t in catalog.tasks(args.world)]
-        print(json.dumps(rows, indent=1) if args.json else
-              "\n".join(f"{r['index']:>3}  {r['task']}  \"{r['instruction']}\"" for r in rows))
-    elif args.what == "tasks":
-        rows = [{"task": t.name, "family": t.family, "instruction": t.instruction, "max_steps": t.max_steps,
-                 "goals": [repr(g) for g in t.goals]} for t in TASKS]
-        if args.json:
-            print(json.dumps(rows, indent=1))
-        else:
-            for row in rows:
-                print(f"{row['task']:<30} {row['family']:<8} \"{row['instruction']}\"  goals: {', '.join(row['goals'])}")
-    else:
-        rows = [{"robot": name, "reach_m": entry.info.reach, "arm_joints": len(entry.info.arm_joints)}
-                for name, entry in ROBOTS.items()]
-        print(json.dumps(rows) if args.json else "\n".join(f"{r['robot']:<8} {r['arm_joints']} joints, reach "
-                                                              f"{r['reach_m']} m" for r in rows))
-    return 0
-
-
-def _names(text: str, valid: Sequence[str], what: str) -> list[str]:
-    if not text:
-        return list(valid)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in valid]
-    if bad:
-        raise UsageError(f"unknown {what} {', '.join(bad)}; valid {what}s: {', '.join(valid)}")
-    return names
-
-
-def _check_picture_out(out: Path) -> None:
-    """A picture replaces only an earlier picture: ``--out`` must be new or an existing PNG file."""
-    from simeval.rundir import check_out_path
-
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"--out {out}: give a .png path")
-    check_out_path(out.parent, "--out's folder")
-    if out.is_dir() or (out.exists() and out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
-        raise UsageError(f"--out {out} exists and is not a PNG picture; choose another path")
-
-
-def _cmd_render_tasks(args: argparse.Namespace) -> int:
-    from envs.robots import ROBOTS
-    from envs.scene import PROFILES
-    from envs.tasks.library import TASKS
-    from simeval.pictures import task_grid
-
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown --profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}")
-    if not 32 <= args.size <= 1024:
-        raise UsageError(f"--size must be within 32..1024, got {args.size}")
-    tasks = _names(args.tasks, [t.name for t in TASKS], "task")
-    robots = _names(args.robots, list(ROBOTS), "robot")
-    if args.columns < 1:
-        raise UsageError(f"--columns must be >= 1, got {args.columns}")
-    _check_picture_out(args.out)
-    path = task_grid(tasks, robots, args.out, size=args.size, seed=args.seed, profile=args.profile,
-                     columns=args.columns)
-    print(f"wrote {path}")
-    return 0
-
-
-def _cmd_gallery(args: argparse.Namespace) -> int:
-    from envs.robots import ROBOTS
-    from envs.scene import PROFILES
-    from envs.tasks.library import TASKS
-    from simeval.pictures import perturbation_gallery
-
-    _names(args.task, [t.name for t in TASKS], "task")
-    _names(args.robot, list(ROBOTS), "robot")
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown --profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}")
-    if not 64 <= args.size <= 1024:
-        raise UsageError(f"--size must be within 64..1024, got {args.size}")
-    out = args.out or Path(f"results/gallery_{args.robot.lower()}.png")
-    _check_picture_out(out)
-    path = perturbation_gallery(args.task, args.robot, out, size=args.size, seed=args.seed, profile=args.profile)
-    print(f"wrote {path}")
-    return 0
-
-
 def _suite_from_args(args: argparse.Namespace):
     """The suite named by ``--suite``, filtered and overridden by the other flags."""
     from simeval import worlds
@@ -307,7 +196,7 @@ def _suite_from_args(args: argparse.Namespace):
 
     suite = load_suite(args.suite)
     if args.robot:
-        suite.robots = [r for r in _names(args.robot, worlds.robots(suite.world), "robot") if r in suite.robots] or \
+        suite.robots = [r for r in names(args.robot, worlds.robots(suite.world), "robot") if r in suite.robots] or \
             _fail(f"--robot {args.robot}: none of these robots is in suite {suite.name!r} ({', '.join(suite.robots)})")
     if args.tasks:
         chosen = worlds.resolve_tasks(suite.world, [t.strip() for t in args.tasks.split(",") if t.strip()])
@@ -490,7 +379,7 @@ def _read_json(path: Path, flag: str) -> dict:
     return validate_results(read_json(path, f"{flag} {path}"), f"{flag} {path}")
 
 
-COMMANDS = {"list": _cmd_list, "render-tasks": _cmd_render_tasks, "gallery": _cmd_gallery, "run": _cmd_run,
+COMMANDS = {"list": cmd_list, "render-tasks": cmd_render_tasks, "gallery": cmd_gallery, "run": _cmd_run,
             "check": _cmd_check, "collect": _cmd_collect, "train": _cmd_train,
             "finetune": _cmd_finetune, "serve": _cmd_serve, "compare": _cmd_compare, "setup": cmd_setup}
 
