@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from policies.base import ObservationSpec
-from policies.libero_expert import R_DOWN, LiberoExpert, LiberoExpertConfig, _rot_z, hand_yaw, rotation_error
+from policies.libero_expert import LiberoExpert
+from policies.libero_plan import R_DOWN, LiberoExpertConfig, hand_yaw, rot_z, rotation_error
 from simeval.cli import main
 from simeval.libero import sideenv
 from simeval.records import read_records
@@ -22,7 +23,7 @@ needs_side_env = pytest.mark.skipif(_WHY is not None, reason=f"LIBERO's side env
 
 def _object(pos, yaw, size) -> dict:
     """A privileged object entry: upright, turned ``yaw``, a box of ``size`` standing on z = pos[2]."""
-    mat = _rot_z(yaw)
+    mat = rot_z(yaw)
     half = np.array(size) / 2
     lo, hi = np.array([-half[0], -half[1], 0.0]), np.array([half[0], half[1], size[2]])
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
@@ -40,8 +41,8 @@ def _priv(obj: dict) -> dict:
 def test_controller_conventions():
     """Yaw 0 is LIBERO's start pose; the rotation error is OSC_POSE's world-frame delta (target = R(err) current)."""
     assert hand_yaw(R_DOWN) == pytest.approx(0.0, abs=1e-12)
-    assert hand_yaw(_rot_z(0.7) @ R_DOWN) == pytest.approx(0.7)
-    err = rotation_error(_rot_z(0.3) @ R_DOWN, R_DOWN)
+    assert hand_yaw(rot_z(0.7) @ R_DOWN) == pytest.approx(0.7)
+    err = rotation_error(rot_z(0.3) @ R_DOWN, R_DOWN)
     np.testing.assert_allclose(err, [0.0, 0.0, 0.3], atol=1e-9)
 
 
@@ -50,8 +51,8 @@ def test_grasp_closes_across_the_narrow_side(yaw):
     """A 3 x 8 cm box is gripped across its 3 cm side (the fingers close along the hand's x axis)."""
     box = _object([0.05, 0.1, 0.9], yaw, (0.03, 0.08, 0.06))
     point, hand = LiberoExpert()._grasp(_priv(box), "thing_1")
-    closing = (_rot_z(hand) @ R_DOWN)[:, 0]
-    narrow = _rot_z(yaw)[:, 0]
+    closing = (rot_z(hand) @ R_DOWN)[:, 0]
+    narrow = rot_z(yaw)[:, 0]
     assert abs(abs(closing @ narrow) - 1) < 1e-6
     np.testing.assert_allclose(point[:2], [0.05, 0.1], atol=1e-9)
     assert 0.9 + 0.01 < point[2] < 0.96
@@ -65,7 +66,7 @@ def test_grasp_pinches_the_rim_of_what_the_hand_cannot_span():
     toward = np.array([-0.66, -0.2]) / np.hypot(0.66, 0.2)
     np.testing.assert_allclose(point[:2], np.array([0.0, 0.2]) + toward * (0.05 - cfg.rim_inset), atol=1e-9)
     assert point[2] == pytest.approx(0.95 - cfg.rim_depth)
-    closing = (_rot_z(hand) @ R_DOWN)[:2, 0]
+    closing = (rot_z(hand) @ R_DOWN)[:2, 0]
     assert abs(abs(closing @ toward) - 1) < 1e-6
 
 

@@ -4,6 +4,7 @@ Runs in LIBERO's side environment (imported by ``worker.py`` as the sibling modu
 the standard library, numpy and mujoco only. Everything is read from the env at run time, nothing
 per task: the goal is the BDDL problem's own ``goal_state`` (as LIBERO parsed it), the objects and
 fixtures are LIBERO's ``objects_dict`` / ``fixtures_dict``, the regions its ``object_sites_dict``,
+what opens or turns its objects' ``articulation`` ranges (the ones its Open/Close/TurnOn predicates use),
 and each object's extent is the box around its collision geoms (MuJoCo's ``geom_aabb``) in its own
 root body's frame, so an expert can tell a bottle's narrow side from a bowl's rim.
 
@@ -63,9 +64,50 @@ class SceneIndex:
                                                                             mujoco.mjtJoint.mjJNT_SLIDE):
                 self.joints[name] = (int(model.jnt_qposadr[j]), [float(v) for v in model.jnt_range[j]])
         self.robot_base = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, robot.robot_model.root_body)
+        self.articulated = self._articulated(env)
         problem = env.parsed_problem
         self.goal = [[str(term) for term in predicate] for predicate in problem["goal_state"]]
         self.of_interest = [str(name) for name in problem.get("obj_of_interest", [])]
+
+
+    def _articulated(self, env) -> dict[str, dict]:
+        """Everything a goal can open, close or turn (a region site on a drawer, a stove): its joints
+        (id, the body they move, that body's collision geoms) and LIBERO's own ranges for the states."""
+        out = {}
+        things = {**{n: (o.joints, n) for n, o in {**env.objects_dict, **env.fixtures_dict}.items()},
+                  **{n: (s.joints, s.parent_name) for n, s in env.object_sites_dict.items()}}
+        for name, (joints, owner) in things.items():
+            owner_obj = env.objects_dict.get(owner) or env.fixtures_dict.get(owner)
+            ranges = getattr(owner_obj, "object_properties", {}).get("articulation") if owner_obj else None
+            if not joints or not ranges:
+                continue
+            ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints]
+            out[name] = {"joints": [(j, int(self.model.jnt_bodyid[j]),
+                                     _collision_geoms(self.model, [int(self.model.jnt_bodyid[j])])) for j in ids],
+                         "ranges": {k.removeprefix("default_").removesuffix("_ranges"): [float(v) for v in r]
+                                    for k, r in ranges.items() if r}}
+        return out
+
+
+def _articulation(model, data, thing: dict) -> dict:
+    """One openable thing's joints now: position, world axis and anchor, and each geom's world box."""
+    joints = []
+    for j, body, geoms in thing["joints"]:
+        mat = data.xmat[body].reshape(3, 3)
+        boxes = [_box(model, data, [g]) for g in geoms]
+        joints.append({"qpos": float(data.qpos[model.jnt_qposadr[j]]), "type": "slide" if model.jnt_type[j] ==
+                       mujoco.mjtJoint.mjJNT_SLIDE else "hinge", "axis": mat @ model.jnt_axis[j],
+                       "anchor": data.xanchor[j].copy(), "geoms_lo": np.array([b[0] for b in boxes]).reshape(-1, 3),
+                       "geoms_hi": np.array([b[1] for b in boxes]).reshape(-1, 3)})
+    return {"joints": joints, "ranges": {k: list(v) for k, v in thing["ranges"].items()}}
+
+
+def _box(model, data, geoms: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The world box around ``geoms``."""
+    points = [data.geom_xpos[g] + (model.geom_aabb[g][:3] + model.geom_aabb[g][3:] * CORNERS)
+              @ data.geom_xmat[g].reshape(3, 3).T for g in geoms]
+    world = np.concatenate(points)
+    return world.min(0), world.max(0)
 
 
 def _extent(model, data, item: _Body) -> dict:
@@ -96,6 +138,7 @@ def privileged_state(index: SceneIndex) -> dict:
         "sites": {name: {"pos": data.site_xpos[s].copy(), "mat": data.site_xmat[s].reshape(3, 3).copy(),
                          "size": model.site_size[s].copy()} for name, s in index.sites.items()},
         "joints": {name: {"qpos": float(data.qpos[adr]), "range": rng} for name, (adr, rng) in index.joints.items()},
+        "articulated": {name: _articulation(model, data, thing) for name, thing in index.articulated.items()},
         "goal": [list(p) for p in index.goal],
         "of_interest": list(index.of_interest),
     }
