@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from policies.base import Batch, EpisodeStart, ObservationSpec, Policy
+from policies.base import Batch, EpisodeStart, ObservationSpec, Policy, SlotError
 from policies.libero_plan import (CLOSE, OPEN, POS_SCALE, R_DOWN, ROT_SCALE, LiberoExpertConfig, Priv, Skill, Waypoint,
                                   extent, hand_yaw, parent, rot_z, rotation_error, tallest_between, target_region,
                                   wrap_half)
@@ -241,7 +241,15 @@ class LiberoExpertPolicy(Policy):
         for slot in slots:
             self._experts[slot] = LiberoExpert(self.config)
 
-    def act(self, batch: Batch) -> np.ndarray:
+    def act(self, batch: Batch) -> "list[np.ndarray | SlotError]":
+        """One action per slot; a slot whose goal has a predicate no skill serves fails that episode
+        alone, with the reason in its record."""
         if batch.privileged is None or any(p is None for p in batch.privileged):
             raise ValueError("the LIBERO expert needs LIBERO's privileged state from the env pool")
-        return np.stack([self._experts[s].act(p) for s, p in zip(batch.slots, batch.privileged)]).astype(np.float32)
+        out: list[np.ndarray | SlotError] = []
+        for slot, priv in zip(batch.slots, batch.privileged):
+            try:
+                out.append(self._experts[slot].act(priv).astype(np.float32))
+            except ValueError as err:
+                out.append(SlotError(str(err)))
+        return out

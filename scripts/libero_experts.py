@@ -8,7 +8,8 @@ suite (init states 0..N-1 of every task, openpi's protocol: 10 wait steps, the s
 seed 7) into ``<runs>/<suite>``, then writes ``<out>.json`` (per task: successes, episodes, failed
 init states, mean steps of the successes, the step limit) and ``<out>.md`` (a table). ``--resume``
 makes a stopped study continue, and a larger ``--episodes`` adds init states to an earlier one.
-Exits 1 if a suite given in ``--target-suites`` is below ``--threshold``.
+Exits 1 if a suite given in ``--target-suites`` is below ``--threshold``. ``--no-run`` only summarises
+the records already there (a study stopped part way; each task then counts its own episodes).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from simeval.libero import catalog
 from simeval.records import read_records
 
 
-def run_suite(suite: str, episodes: int, workers: int, runs: Path) -> list[dict]:
-    """The suite's episodes through the CLI; per task, what the records say."""
+def run_suite(suite: str, episodes: int, workers: int, runs: Path, run: bool = True) -> list[dict]:
+    """The suite's episodes through the CLI (unless ``run`` is false: the records already there);
+    per task, what the records say."""
     out = runs / suite
-    code = simeval_main(["run", "--policy", "scripted-libero", "--suite", suite, "--episodes", str(episodes),
-                         "--workers", str(workers), "--video", "none", "--out", str(out), "--resume"])
-    if code != 0:
-        raise SystemExit(f"simeval run on {suite} exited {code}")
+    if run:
+        code = simeval_main(["run", "--policy", "scripted-libero", "--suite", suite, "--episodes", str(episodes),
+                             "--workers", str(workers), "--video", "none", "--out", str(out), "--resume"])
+        if code != 0:
+            raise SystemExit(f"simeval run on {suite} exited {code}")
     records = [r for r in read_records(out / "episodes.jsonl") if int(r["id"].rsplit("/", 1)[1]) < episodes]
     rows = []
     for task in catalog.tasks(suite):
@@ -68,12 +71,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results/libero_experts"))
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--target-suites", default="libero_spatial,libero_object")
+    parser.add_argument("--no-run", action="store_true", help="only summarise the records already in --runs "
+                                                              "(a study stopped part way: each task's own count)")
     args = parser.parse_args()
     suites = [s for s in args.suites.split(",") if s]
     unknown = [s for s in suites if not catalog.is_benchmark(s)]
     if unknown:
         parser.error(f"unknown suite {', '.join(unknown)}; valid: {', '.join(catalog.benchmarks())}")
-    rows = [row for suite in suites for row in run_suite(suite, args.episodes, args.workers, args.runs)]
+    rows = [row for suite in suites for row in run_suite(suite, args.episodes, args.workers, args.runs,
+                                                          run=not args.no_run)]
     command = " ".join(["python scripts/libero_experts.py", *sys.argv[1:]])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = {}

@@ -101,3 +101,19 @@ def test_expert_solves_a_libero_task_through_simeval_run(tmp_path, suite):
     (record,) = read_records(out / "episodes.jsonl")
     assert record["success"] and record["error"] is None and record["steps"] < 200, record
     assert json.loads((out / "results.json").read_text())["counts"]["episodes"] == 1
+
+
+def test_a_goal_without_a_skill_fails_that_slot_alone():
+    """An unknown predicate (or a hinged door to close) is a SlotError naming it, not a crashed run."""
+    from policies.base import Batch, EpisodeStart, SlotError
+    from policies.libero_expert import LiberoExpertPolicy
+
+    box = _object([0.05, 0.1, 0.9], 0.0, (0.03, 0.08, 0.06))
+    good, bad = _priv(box), _priv(box)
+    bad["goal"] = [["up", "thing_1"]]
+    policy = LiberoExpertPolicy()
+    policy.reset([0, 1], [EpisodeStart(f"e{i}", "t", "Panda", 7) for i in range(2)])
+    out = policy.act(Batch(slots=[0, 1], state=np.zeros((2, 8), np.float32), instruction=["", ""],
+                           privileged=[good, bad]))
+    assert out[0].shape == (7,) and np.all(np.abs(out[0]) <= 1)
+    assert isinstance(out[1], SlotError) and "(up thing_1)" in out[1].reason and not out[1].retry
