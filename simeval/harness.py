@@ -202,7 +202,8 @@ def start_order(specs: list[EpisodeSpec]) -> list[EpisodeSpec]:
 
 def _check_world(request: RunRequest, policy: "Policy") -> None:
     """A LIBERO suite needs LIBERO's side environment (built here on first use, with a line saying
-    so) and a policy that reads what a LIBERO world shows (not simeval's simulator state)."""
+    so) and a policy that reads what a LIBERO world shows (not simeval's simulator state); a policy
+    that reads LIBERO's simulator truth (scripted-libero) needs a LIBERO suite."""
     from simeval import worlds
 
     spec, libero = policy.observation_spec, worlds.is_libero(request.suite.world)
