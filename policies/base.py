@@ -19,6 +19,7 @@ import numpy as np
 
 
 CAMERAS = ("agentview", "wrist")  # the cameras a Batch can carry
+PRIVILEGED_WORLDS = ("simeval", "libero")  # whose simulator truth a privileged policy reads
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,14 @@ class ObservationSpec:
     """What a policy reads: the cameras to render, their size, and whether it reads simulator truth.
 
     ``image_size`` None means the suite's ``image_size``. Rendering is most of an env step's cost,
-    so a policy that reads no camera (the scripted experts) gets none rendered."""
+    so a policy that reads no camera (the scripted experts) gets none rendered. Simulator truth is
+    one world's own (``privileged_world``): simeval's worlds' ``privileged_state()`` or the LIBERO
+    side worker's (``envs/libero/privileged.py``); a run refuses a policy whose truth its world lacks."""
 
     cameras: tuple[str, ...] = CAMERAS
     image_size: int | None = None
     privileged: bool = False
+    privileged_world: str = "simeval"
 
     def __post_init__(self) -> None:
         cameras = tuple(self.cameras)
@@ -40,6 +44,9 @@ class ObservationSpec:
         size = self.image_size
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 2048):
             raise ValueError(f"observation spec image_size={size!r}: an integer in 16..2048, or None for the suite's")
+        if self.privileged_world not in PRIVILEGED_WORLDS:
+            raise ValueError(f"observation spec privileged_world={self.privileged_world!r}: one of "
+                             f"{', '.join(PRIVILEGED_WORLDS)}")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Policy specs, as given to ``simeval run --policy``: ``scripted``, ``random``, a checkpoint dir, or
+"""Policy specs, as given to ``simeval run --policy``: ``scripted`` (simeval's worlds), ``scripted-libero``
+(LIBERO's), ``random``, a checkpoint dir, or
 the address of a policy server (``ws://HOST:PORT``, ``wss://...``) speaking openpi's protocol."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any, Callable
 from policies.base import Policy
 from policies.integrity import read_json, short
 
-BUILTIN = ("scripted", "random")
+BUILTIN = ("scripted", "scripted-libero", "random")
 # The loader of each checkpoint type (the ``policy_type`` in a checkpoint's config.json), as a
 # "module:function" entry point, imported only when a checkpoint of that type is loaded: torch is
 # imported then, not before, and the loaders' packages need not know about this module.
@@ -46,6 +47,10 @@ def load_policy(spec: str, remote: dict[str, Any] | None = None) -> Policy:
         from policies.scripted import ScriptedPolicy
 
         return ScriptedPolicy()
+    if spec == "scripted-libero":
+        from policies.libero_expert import LiberoExpertPolicy
+
+        return LiberoExpertPolicy()
     if spec == "random":
         from policies.random_policy import RandomPolicy
 
@@ -56,7 +61,7 @@ def load_policy(spec: str, remote: dict[str, Any] | None = None) -> Policy:
     except (OSError, ValueError):  # a name too long, or with a NUL byte
         is_dir = False
     if not is_dir:
-        raise ValueError(f"unknown policy {short(spec)}: give {' or '.join(BUILTIN)}, a checkpoint directory, or "
+        raise ValueError(f"unknown policy {short(spec)}: give {', '.join(BUILTIN)}, a checkpoint directory, or "
                          f"ws://HOST:PORT for a policy server")
     config = path / "config.json"
     if not config.exists():

@@ -65,7 +65,8 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate a policy on a suite of (perturbed) episodes", epilog=PERTURBATION_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--policy", required=True, help="scripted, random, a checkpoint directory, or ws://HOST:PORT "
+    run.add_argument("--policy", required=True, help="scripted (simeval's worlds), scripted-libero (LIBERO's), random, a "
+                                                     "checkpoint directory, or ws://HOST:PORT "
                                                      "(a policy server speaking openpi's protocol)")
     run.add_argument("--suite", required=True, help="a built-in suite (simeval list suites) or a suite YAML file")
     run.add_argument("--robot", default="", help="only these robots (comma-separated)")

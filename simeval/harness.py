@@ -212,14 +212,21 @@ def start_order(specs: list[EpisodeSpec]) -> list[EpisodeSpec]:
 
 def _check_world(request: RunRequest, policy: "Policy") -> None:
     """A LIBERO suite needs LIBERO's side environment (built here on first use, with a line saying
-    so) and a policy that reads what a LIBERO world shows (not simeval's simulator state)."""
+    so) and a policy that reads what a LIBERO world shows (not simeval's simulator state); a policy
+    that reads LIBERO's simulator truth (scripted-libero) needs a LIBERO suite."""
     from simeval import worlds
 
-    if not worlds.is_libero(request.suite.world):
+    spec, libero = policy.observation_spec, worlds.is_libero(request.suite.world)
+    if spec.privileged and spec.privileged_world == "libero" and not libero:
+        raise RunError(f"policy {request.policy!r} reads LIBERO's simulator state, which world "
+                       f"{request.suite.world!r} does not provide; run it on a LIBERO suite "
+                       f"({', '.join(worlds.worlds()[1:])}), or give scripted for simeval's worlds")
+    if not libero:
         return
-    if policy.observation_spec.privileged:
+    if spec.privileged and spec.privileged_world != "libero":
         raise RunError(f"policy {request.policy!r} reads simeval's simulator state, which LIBERO's worlds do not "
-                       f"provide; give a policy that reads cameras and state (random, a checkpoint, ws://...)")
+                       f"provide; give scripted-libero (LIBERO's experts) or a policy that reads cameras and state "
+                       f"(random, a checkpoint, ws://...)")
     from simeval.libero.sideenv import ensure_side_env
 
     ensure_side_env()

@@ -4,7 +4,8 @@ simeval's pool worker (``simeval.libero.world``) starts this script with the sid
 interpreter and a socket, then sends it its slots' commands as plain messages (``wire``): ``reset``
 a slot onto one LIBERO task and init state, run a ``chunk`` of actions, ``close``. Every reply
 carries the slot's step count and flags, LIBERO's own proprioception (``robot0_eef_pos``,
-``robot0_eef_quat``, ``robot0_gripper_qpos``) and, when the policy reads them, the camera images.
+``robot0_eef_quat``, ``robot0_gripper_qpos``) and, when the policy reads them, the camera images; when the policy reads
+simulator truth (a privileged expert), the scene's objects, regions, joints and goal (``privileged``).
 
 An episode runs exactly as openpi's LIBERO example runs it: one ``OffScreenRenderEnv`` per task,
 ``env.seed(seed)``, then per episode ``reset``, ``set_init_state``, ``wait_steps`` steps of
@@ -43,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-import wire  # the sibling module: this script's directory is sys.path[0]
+import privileged  # the sibling modules: this script's directory is sys.path[0]
+import wire
 
 CAMERA_NAMES = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}  # simeval's name -> LIBERO's
 WAIT_ACTION = [0.0] * 6 + [-1.0]
@@ -87,6 +89,7 @@ class World:
             self.gates[cam] = Gate(observable._sensor, (size, size, 3))
             observable._sensor = self.gates[cam]
         self.seed: int | None = None
+        self.scene: privileged.SceneIndex | None = None  # names as ids, for privileged replies (on first use)
         self.draws = 0  # resets since the env was seeded
         self.rng: tuple | None = None  # this env's np.random state (the worker's other slots draw too)
 
@@ -143,6 +146,11 @@ class World:
         with self._own_rng():
             obs, _, done, _ = self.env.step(list(map(float, action)))
         return obs, bool(done)
+
+    def privileged(self) -> dict:
+        if self.scene is None:
+            self.scene = privileged.SceneIndex(self.env.env)
+        return privileged.privileged_state(self.scene)
 
     def close(self) -> None:
         self.env.close()
@@ -201,6 +209,7 @@ class Server:
             obs = world.env.env._get_observations(force_update=True)
         self.running[slot] = {"world": world, "steps": 0, "max_steps": message["max_steps"], "cams": cams,
                               "video": video, "per_step": message["per_step"], "trace": trace,
+                              "privileged": bool(message.get("privileged")),
                               "name": f"{message['benchmark']}__{message['task']['name']}__{index:02d}"}
         return self._reply(slot, obs, cams, frames, steps=0, success=False, truncated=False)
 
@@ -230,7 +239,9 @@ class Server:
     def _reply(self, slot: int, obs: dict, cams: tuple[str, ...], frames: list, **flags) -> dict:
         images = {cam: _upright(obs[f"{CAMERA_NAMES[cam]}_image"]) for cam in cams}
         native = {key: np.asarray(obs[key], np.float64) for key in NATIVE}
-        return {"slot": slot, "native": native, "images": images, "frames": frames, **flags}
+        run = self.running[slot]
+        truth = run["world"].privileged() if run["privileged"] else None
+        return {"slot": slot, "native": native, "images": images, "frames": frames, "privileged": truth, **flags}
 
     def close(self) -> None:
         for cache in self.worlds.values():

@@ -51,8 +51,10 @@ def simeval_state(native: dict[str, np.ndarray]) -> np.ndarray:
 class LiberoWorlds:
     """One worker's side process and the messages for its LIBERO slots."""
 
-    def __init__(self, image_size: int, cameras: tuple[str, ...], per_step: bool, render_threads: int = 1) -> None:
+    def __init__(self, image_size: int, cameras: tuple[str, ...], per_step: bool, render_threads: int = 1,
+                 privileged: bool = False) -> None:
         self.image_size, self.cameras, self.per_step = image_size, cameras, per_step
+        self.privileged = privileged  # every reply carries LIBERO's simulator truth (envs/libero/privileged.py)
         self.render_threads = render_threads  # Mesa llvmpipe's threads (frames are the same for any number)
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
@@ -98,7 +100,7 @@ class LiberoWorlds:
             message = {"op": "reset", "slot": slot, "benchmark": spec.world, "task": task.wire(), "init": spec.index,
                        "seed": spec.seed, "max_steps": spec.max_steps, "wait_steps": catalog.wait_steps(),
                        "image_size": self.image_size, "cameras": list(self.cameras), "frames": command.frames,
-                       "per_step": self.per_step}
+                       "per_step": self.per_step, "privileged": self.privileged}
             self._instruction[slot] = task.language
         else:
             message = {"op": "chunk", "slot": slot, "actions": np.asarray(command.actions, np.float64)}
@@ -115,7 +117,7 @@ class LiberoWorlds:
             info = {"perturbation": {"variant": "nominal", "seed": None, "params": {}}, "layout": {}}
         reply = Reply(slot, simeval_state(native), self._instruction[slot], steps=answer["steps"],
                       success=answer["success"], truncated=answer["truncated"], info=info, native=native,
-                      frames=answer["frames"])
+                      frames=answer["frames"], privileged=answer.get("privileged"))
         return reply, answer["images"]
 
     def close(self) -> None:

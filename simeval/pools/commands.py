@@ -145,7 +145,7 @@ class SlotRunner:
             share = max(1, (os.cpu_count() or 1) // self.config.workers)
             render_threads = int(os.environ.get(RENDER_THREADS) or 0) or share
             self._libero = LiberoWorlds(self.config.image_size, self.config.cameras, self.config.per_step,
-                                        render_threads)
+                                        render_threads, privileged=self.config.privileged)
         try:
             return self._libero.run(slot, command)
         except WorldLost as err:
