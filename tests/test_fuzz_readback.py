@@ -220,6 +220,16 @@ def _cells(doc: dict) -> dict[str, dict]:
     return {name: cell for name, cell in cells.items() if cell["n"]}
 
 
+def _mutate_file(file: Path, data: st.DataObject, kind: str) -> Path:
+    """``file`` (one JSON document) mutated in place by ``kind``; returns it."""
+    if kind in ("truncate", "bytes"):
+        mutated, _ = _bytes_mutation(file.read_bytes(), data, kind)
+    else:
+        mutated = _mutate_tree(json.loads(file.read_text()), data, kind)[0].encode()
+    file.write_bytes(mutated)
+    return file
+
+
 def _exact(value: Any) -> int:
     assert isinstance(value, int) and not isinstance(value, bool), value
     return value
@@ -230,12 +240,7 @@ def _exact(value: Any) -> int:
 def test_fuzzed_results_and_baselines(data, kind, target, template, capsys):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(shutil.copytree(template, Path(tmp) / "t"))
-        file = root / target
-        if kind in ("truncate", "bytes"):
-            mutated, _ = _bytes_mutation(file.read_bytes(), data, kind)
-        else:
-            mutated = _mutate_tree(json.loads(file.read_text()), data, kind)[0].encode()
-        file.write_bytes(mutated)
+        file = _mutate_file(root / target, data, kind)
         code, out, err = _run(["check", "--run", str(root / "a"), "--baseline", str(root / "baseline.json")], capsys)
         if code == 2:
             assert str(file) in err or "not runs of the same episodes" in err, err
@@ -260,12 +265,7 @@ def test_fuzzed_results_and_baselines(data, kind, target, template, capsys):
 def test_fuzzed_run_descriptions_markers_and_earlier_comparisons(data, kind, target, template, capsys):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(shutil.copytree(template, Path(tmp) / "t"))
-        file = root / target
-        if kind in ("truncate", "bytes"):
-            mutated, _ = _bytes_mutation(file.read_bytes(), data, kind)
-        else:
-            mutated = _mutate_tree(json.loads(file.read_text()), data, kind)[0].encode()
-        file.write_bytes(mutated)
+        file = _mutate_file(root / target, data, kind)
         expected = json.loads((root / "a" / "results.json").read_text())["overall"]
         code, out, err = _run(["compare", str(root / "a"), str(root / "b"), "--out", str(root / "cmp")], capsys)
         if code == 2:  # a damaged compare.json is not simeval's to replace: its folder is named
