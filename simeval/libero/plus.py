@@ -142,3 +142,12 @@ def get_variant(task: str) -> PlusVariant:
     except KeyError:
         raise ValueError(f"no LIBERO-Plus variant {task[:160]!r}; tasks are <benchmark>/<variant name>, "
                          f"benchmarks {', '.join(BENCHMARKS)}") from None
+
+
+def assets_problem() -> str | None:
+    """Why the light, background and layout variants cannot run here (LIBERO-Plus's asset archive is not
+    set up), or None when they can. The side environment's set-up decides (``simeval setup libero``)."""
+    from simeval.libero import sideenv
+
+    check = getattr(sideenv, "plus_assets_problem", None)  # the set-up of the archive (being built)
+    return check() if check else "LIBERO-Plus's asset archive is not set up"
