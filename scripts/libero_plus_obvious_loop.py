@@ -8,7 +8,7 @@ Runs in LIBERO's side environment with LIBERO-Plus's config (its interpreter and
     import subprocess
     from simeval.libero.sideenv import ensure_side_env
     side = ensure_side_env()
-    subprocess.run([str(side.python), "scripts/libero_plus_loop.py", "--variants",
+    subprocess.run([str(side.python), "scripts/libero_plus_obvious_loop.py", "--variants",
                     "libero_spatial/<variant name>,libero_spatial/<another>", "--out", "/tmp/plus.json"],
                    env=side.environ(plus=True), check=True)
     EOF
@@ -71,8 +71,8 @@ def parse_variants(text: str) -> list[tuple[str, str]]:
     for entry in (e.strip() for e in text.split(",")):
         benchmark, _, name = entry.partition("/")
         if benchmark not in MAX_STEPS or not name:
-            sys.stderr.write(f"libero_plus_loop: --variants entry {entry[:160]!r}: give <benchmark>/<variant name>, "
-                             f"benchmarks {', '.join(MAX_STEPS)}\n")
+            sys.stderr.write(f"libero_plus_obvious_loop: --variants entry {entry[:160]!r}: give "
+                             f"<benchmark>/<variant name>, benchmarks {', '.join(MAX_STEPS)}\n")
             sys.exit(2)
         out.append((benchmark, name))
     return out
@@ -115,7 +115,8 @@ def run_variant(env, init_state: np.ndarray, max_steps: int, states: list | None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", required=True, help="comma-separated <benchmark>/<variant name>")
-    parser.add_argument("--max-steps", type=int, default=None, help="policy steps per variant (default: the benchmark's)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="policy steps per variant (default: the benchmark's)")
     parser.add_argument("--reload-policy-s", type=float, default=0.0,
                         help="a stand-in model load charged per variant: sleep this long before each env build")
     parser.add_argument("--states", default=None, help="directory for each variant's per-step simulator states")
@@ -123,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     variants = parse_variants(args.variants)
     if args.max_steps is not None and args.max_steps < 1 or args.reload_policy_s < 0:
-        sys.stderr.write("libero_plus_loop: --max-steps must be >= 1 and --reload-policy-s >= 0\n")
+        sys.stderr.write("libero_plus_obvious_loop: --max-steps must be >= 1 and --reload-policy-s >= 0\n")
         sys.exit(2)
 
     from liberoplus.liberoplus import benchmark, get_libero_path
@@ -143,7 +144,7 @@ def main() -> None:
         try:
             task_id = suite.get_task_names().index(name)
         except ValueError:
-            sys.stderr.write(f"libero_plus_loop: {bench} has no variant {name[:160]!r}\n")
+            sys.stderr.write(f"libero_plus_obvious_loop: {bench} has no variant {name[:160]!r}\n")
             sys.exit(2)
         task = suite.get_task(task_id)
         init_states = suite.get_task_init_states(task_id)
