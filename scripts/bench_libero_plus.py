@@ -30,6 +30,7 @@ mode; writes ``results/bench_libero_plus.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -166,6 +167,11 @@ def compare(runs: dict[str, dict], reference: str) -> tuple[dict, dict]:
     return outcomes, frames
 
 
+def frames_digest(episode: dict) -> str:
+    """One sha1 over the sha1 of both images at every decision: what another run's episode must match."""
+    return hashlib.sha1(" ".join(episode["agentview"] + episode["wrist"]).encode()).hexdigest()
+
+
 def ratios(runs: dict[str, dict]) -> dict[str, float]:
     out = {}
     per_step = {m: r["cpu_s"] / r["env_steps"] for m, r in runs.items()}
@@ -238,8 +244,8 @@ def main() -> None:
               "env_steps": "every env.step, the 10 wait steps per variant included",
               "modes": {m: _row(r) for m, r in runs.items()}, "ratios": found,
               "outcomes_identical": outcomes, "decision_frames_identical": frames,
-              "episodes": {n: {"success": e["success"], "steps": e["steps"]}
-                           for n, e in runs[modes[0]]["episodes"].items()}}
+              "episodes": {n: {"success": e["success"], "steps": e["steps"], "decisions": len(e["agentview"]),
+                               "frames_sha1": frames_digest(e)} for n, e in runs[modes[0]]["episodes"].items()}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
