@@ -438,7 +438,7 @@ def _errors_section(results: dict, records: Sequence[dict], config: ReportConfig
     rows = "".join(f"<tr><td><code>{html.escape(str(r.get('id')))}</code></td>"
                    f"<td class='l'>{html.escape(str(r['error']))}</td></tr>" for r in failed[: config.max_error_rows])
     more = len(failed) - config.max_error_rows
-    return (text + f"<table><tr><th>Episode</th><th class='l'>Error</th></tr>{rows}</table>"
+    return (text + f"<div class=\"scroll\"><table><tr><th>Episode</th><th class='l'>Error</th></tr>{rows}</table></div>"
             + (f'<p class="note">… and {more} more in episodes.jsonl.</p>' if more > 0 else ""))
 
 

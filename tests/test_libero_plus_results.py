@@ -20,6 +20,7 @@ from simeval.report import write_report_html, write_summary_md
 from simeval.schemas import FileFormatError
 from tests.test_readback import tiny_suite, write_run
 
+COMMITTED = solvability.TABLE  # envs/libero/plus_solvability.json (the fixture below hides it from the others)
 SUITE = {"name": "plus-smoke", "world": "libero_plus", "per_category": 20, "seed": 7}
 # (benchmark, category, level or None, episodes, successes); the last libero_10 layout "success" errs
 SPEC = [("libero_spatial", "camera", None, 5, 3), ("libero_spatial", "robot_init", 2, 4, 1),
@@ -167,6 +168,13 @@ def test_a_damaged_table_is_one_line(tmp_path):
     write_table(bad, {"libero_spatial/no_such_variant": True})
     with pytest.raises(FileFormatError, match="'libero_spatial/no_such_variant' is no LIBERO-Plus variant"):
         solvability.load_table(bad)
+
+
+@pytest.mark.skipif(not COMMITTED.is_file(), reason="the measured table is not committed yet")
+def test_the_committed_table_loads():
+    table = solvability.load_table(COMMITTED)  # the repository's file, as every LIBERO-Plus run reads it
+    assert table is not None and table.policy == "scripted-libero" and table.solved
+    assert set(table.solved) <= {v.task for v in plus.all_variants()}
 
 
 def test_html_shows_the_same_tables(tmp_path):
