@@ -209,6 +209,9 @@ def validate_results(data: Any, where: str) -> dict:
     if solvable and not solvable["cell"]["n"] == solvable["solvable"] <= solvable["known"]:
         raise FileFormatError(f"{where}: solvable: {solvable['solvable']} solvable of {solvable['known']} known "
                               f"episodes, cell.n {solvable['cell']['n']}; cell.n is the solvable count, at most known")
+    if solvable and solvable["known"] + solvable["unknown"] != data["overall"]["n"]:
+        raise FileFormatError(f"{where}: solvable: {solvable['known']} known + {solvable['unknown']} unknown episodes, "
+                              f"but overall.n is {data['overall']['n']}; every episode is one or the other")
     counts = data.get("counts") or {}
     for key, cell_key_ in (("episodes", "n"), ("successes", "successes"), ("errors", "errors")):
         if key in counts and cell_key_ in data["overall"] and counts[key] != data["overall"][cell_key_]:

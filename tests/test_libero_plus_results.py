@@ -199,6 +199,9 @@ def test_damaged_new_keys_are_refused(tmp_path):
     res["solvable"] = {"known": 2, "solvable": 3, "unknown": 0, "cell": res["overall"]}
     with pytest.raises(FileFormatError, match="solvable: 3 solvable of 2 known"):
         validate_results(res, "results.json")
+    res["solvable"] = {"known": 2, "solvable": 1, "unknown": 0, "cell": {**res["overall"], "n": 1, "successes": 1}}
+    with pytest.raises(FileFormatError, match="2 known [+] 0 unknown episodes, but overall.n is 16"):
+        validate_results(res, "results.json")
 
 
 def test_old_plus_results_without_the_new_keys_still_report(tmp_path):
