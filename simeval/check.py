@@ -194,13 +194,24 @@ def validate_results(data: Any, where: str) -> dict:
     with more successes or errors than episodes, ``counts`` agreeing with ``overall``); else one line
     naming ``where``, the key and what was expected."""
     schemas.check(data, RESULTS, where)
-    for section in ("overall", "by_dimension", "by_level", "by_task", "by_family", "by_robot", "by_task_robot"):
-        cells = {"": data[section]} if section == "overall" else data.get(section) or {}
-        for key, cell in cells.items():
-            bad = [k for k in ("successes", "errors") if cell.get(k, 0) > cell["n"]]
-            if bad:
-                path = key_path([section, key] if key else [section])
-                raise FileFormatError(f"{where}: {path}: {bad[0]} {cell[bad[0]]} exceed n {cell['n']}")
+    cells: dict[tuple, dict] = {("overall",): data["overall"]}
+    for section in ("by_dimension", "by_level", "by_task", "by_family", "by_robot", "by_task_robot"):
+        cells.update({(section, key): cell for key, cell in (data.get(section) or {}).items()})
+    for family, row in (data.get("by_family_dimension") or {}).items():
+        cells.update({("by_family_dimension", family, dim): cell for dim, cell in row.items()})
+    solvable = data.get("solvable") or {}
+    if solvable:
+        cells[("solvable", "cell")] = solvable["cell"]
+    for path, cell in cells.items():
+        bad = [k for k in ("successes", "errors") if cell.get(k, 0) > cell["n"]]
+        if bad:
+            raise FileFormatError(f"{where}: {key_path(path)}: {bad[0]} {cell[bad[0]]} exceed n {cell['n']}")
+    if solvable and not solvable["cell"]["n"] == solvable["solvable"] <= solvable["known"]:
+        raise FileFormatError(f"{where}: solvable: {solvable['solvable']} solvable of {solvable['known']} known "
+                              f"episodes, cell.n {solvable['cell']['n']}; cell.n is the solvable count, at most known")
+    if solvable and solvable["known"] + solvable["unknown"] != data["overall"]["n"]:
+        raise FileFormatError(f"{where}: solvable: {solvable['known']} known + {solvable['unknown']} unknown episodes, "
+                              f"but overall.n is {data['overall']['n']}; every episode is one or the other")
     counts = data.get("counts") or {}
     for key, cell_key_ in (("episodes", "n"), ("successes", "successes"), ("errors", "errors")):
         if key in counts and cell_key_ in data["overall"] and counts[key] != data["overall"][cell_key_]:

@@ -46,11 +46,20 @@ results.json, schema "simeval.results/1" (keys in this order):
                  dimensions in the order above, levels ascending
   by_task        {task: Cell}, tasks in first-seen order
   by_family      {family: Cell}: simeval's task families, or the LIBERO suite (libero_spatial ...),
-                 the column a published LIBERO table reports
+                 the column a published LIBERO table reports (and the Total column of LIBERO-Plus's)
+  by_family_dimension {family: {dimension: Cell}}: families as in by_family, dimensions in
+                 by_dimension's order, only pairs that have episodes; LIBERO-Plus's published table
+                 (a row per suite, a column per category); its Total column is by_family, its
+                 all-suites row by_dimension (and overall)
   by_robot       {robot: Cell}, robots in first-seen order
   by_task_robot  {"Task/Robot": Cell}, first-seen order
   counts         {"episodes": int, "successes": int, "errors": int,
                   "by_dimension": {dimension: episodes}}
+  solvable       null, except in world "libero_plus" with envs/libero/plus_solvability.json present:
+                 {"known": int, "solvable": int, "unknown": int, "cell": Cell}: known = episodes
+                 whose variant the table lists, solvable = those of them the privileged expert
+                 solved, unknown = episodes of variants it does not list, cell = the policy's
+                 success over the solvable ones (simeval.libero.solvability)
   timing         {"wall_s", "env_steps", "env_steps_per_s", "episodes_per_s"}
   versions       {"simeval", "mujoco", "numpy", "gymnasium", "python"}
   run            dict, free-form facts about the run (directory, workers, start time ...)
@@ -179,11 +188,32 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
         "by_level": by_level,
         "by_task": cells(lambda r: str(r.get("task"))),
         "by_family": cells(lambda r: str(r.get("family"))),
+        "by_family_dimension": by_family_dimension(records),
         "by_robot": cells(lambda r: str(r.get("robot"))),
         "by_task_robot": cells(lambda r: f"{r.get('task')}/{r.get('robot')}"),
         "counts": {"episodes": overall.n, "successes": overall.successes, "errors": overall.errors,
                    "by_dimension": {dim: len(by_dim[dim]) for dim in dims}},
     }
+
+
+def by_family_dimension(records: Sequence[dict]) -> dict[str, dict[str, dict]]:
+    """Family x dimension cells: the layout of LIBERO-Plus's published table, for every world alike."""
+    out: dict[str, dict[str, dict]] = {}
+    for family, group in _grouped(records, lambda r: str(r.get("family"))).items():
+        by_dim = _grouped(group, lambda r: record_cell(r)[0])
+        out[family] = {dim: Cell.of(by_dim[dim]).to_dict() for dim in sorted(by_dim, key=_dimension_sort_key)}
+    return out
+
+
+def solvable(records: Sequence[dict], suite: dict) -> dict[str, Any] | None:
+    """LIBERO-Plus runs: success over the variants the privileged expert solves; None for other worlds
+    or without the solvability table (imported here: only LIBERO-Plus runs read it)."""
+    from simeval.libero import plus, solvability
+
+    if suite.get("world") != plus.WORLD:
+        return None
+    table = solvability.load_table()
+    return None if table is None else solvability.summary(records, table)
 
 
 def grounding(records: Sequence[dict]) -> dict[str, Any]:
@@ -210,7 +240,7 @@ def build_results(records: Sequence[dict], *, suite: dict, policy: str, timing: 
                   run: dict | None = None) -> dict[str, Any]:
     """The whole results.json dict (layout in :data:`SCHEMA`), so the schema lives in one place."""
     return {"schema": SCHEMA_ID, "suite": dict(suite), "policy": str(policy), **summarize(records),
-            "timing": dict(timing), "versions": dict(versions), "run": dict(run or {})}
+            "solvable": solvable(records, suite), "timing": dict(timing), "versions": dict(versions), "run": dict(run or {})}
 
 
 def format_cell(cell: dict | None) -> str:
