@@ -273,7 +273,7 @@ def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Obs
     if frames:
         chain.append(VideoRecorder(video, request.out, every_episode=request.per_step))
     total = len(specs) - (skip.episodes if skip else 0)
-    chain += [Progress(total, len(done), sum(r["success"] for r in done), disable=not request.progress),
+    chain += [Progress(total, len(done), sum(r["success"] for r in done), disable=not (request.progress and todo)),
               RecordLog(request.out / "episodes.jsonl")]
     outcome = rollout(todo, policy, config, chain) if todo else None
     return Rollout(specs, done, outcome, config, skip)
