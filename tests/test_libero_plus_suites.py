@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import simeval
 from simeval import worlds
 from simeval.cli import main
 from simeval.libero import plus
@@ -22,7 +23,6 @@ from simeval.metrics import build_results, summarize
 from simeval.records import cell_key, record_cell, split_cell_key, variant_cell
 from simeval.suites import SuiteError, load_suite, parse_suite
 
-ROOT = Path(__file__).resolve().parents[1]
 SPATIAL = {"background": 258, "camera": 376, "language": 390, "layout": 385, "light": 292, "noise": 351,
            "robot_init": 350}  # LIBERO-Plus's published LIBERO-Spatial column
 TOTAL = {"noise": 1601, "camera": 1599, "robot_init": 1550, "language": 1537, "layout": 1525, "light": 1142,
@@ -99,7 +99,7 @@ def test_sample_does_not_depend_on_the_interpreters_hash_seed():
             "print(hashlib.sha256(''.join(s.id for s in load_suite('libero_plus').episode_specs()).encode()).hexdigest())")
     digests = set()
     for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(simeval.__file__).resolve().parents[1])}
         digests.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                    check=True).stdout.strip())
     assert len(digests) == 1
