@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 from simeval.libero import catalog, plus
@@ -93,6 +94,7 @@ def plus_init_states(task: str) -> int:
     return base.init_states if base is not None else PLUS_INIT_STATES
 
 
+@lru_cache(maxsize=None)
 def _base_task(benchmark: str, name: str) -> "catalog.LiberoTask | None":
     """The LIBERO task a variant name starts with (``<task>_view_...``, ``<task>_light_3`` ...)."""
     found = [t for t in catalog.tasks(benchmark) if name.startswith(t.name + "_")]

@@ -246,6 +246,11 @@ def test_cli_skips_without_running_a_side_process(tmp_path, monkeypatch, capsys)
     assert json.loads((out / "results.json").read_text())["skipped"] == results["skipped"]
     assert main(["check", "--run", str(out), "--baseline", str(out)]) == 0  # same suite, same skip
     capsys.readouterr()
+    expert = ["run", "--policy", "scripted-libero", "--suite", str(suite), "--out", str(tmp_path / "expert"),
+              "--video", "none", "--tasks", "libero_spatial"]
+    assert main(expert) == 0, capsys.readouterr().err  # LIBERO's experts accept the world
+    assert json.loads((tmp_path / "expert" / "results.json").read_text())["skipped"]["episodes"] == 6
+    capsys.readouterr()
     one = load_suite(str(suite)).episode_specs()[0].id
     assert main([*args[:-2], "--episode", one, "--out", str(tmp_path / "one")]) == 2
     err = capsys.readouterr().err.strip()
