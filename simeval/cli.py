@@ -36,6 +36,8 @@ PERTURBATION_HELP = """perturbations (in a suite file's perturbations: list):
   *:2                every dimension at level 2 (*:1-5 every dimension at every level)
   light:3,camera:2   dimensions composed in one episode
   dimensions: camera, robot_init, language, light, background, noise, layout
+  world libero_plus: LIBERO-Plus's categories instead (all, camera, robot_init:3 ...), and
+                     per_category: N, a seeded sample of N variants per benchmark and category
 
 --video modes:
   examples  (default) per (dimension, level) one success and one failure, tasks and robots varied

@@ -246,6 +246,17 @@ def test_cli_skips_without_running_a_side_process(tmp_path, monkeypatch, capsys)
     assert json.loads((out / "results.json").read_text())["skipped"] == results["skipped"]
     assert main(["check", "--run", str(out), "--baseline", str(out)]) == 0  # same suite, same skip
     capsys.readouterr()
+    # an episode an earlier session ran (the archive was there then) keeps its record and is not skipped
+    first = load_suite(str(suite)).episode_specs()[0]
+    record = {"id": first.id, "task": first.task, "robot": "Panda", "family": "libero_spatial",
+              "perturbation": first.variant, "dimension": _category(first), "level": 0, "params": {}, "seed": 7,
+              "success": True, "steps": 3}
+    (out / "episodes.jsonl").write_text(json.dumps(record) + "\n")
+    assert main([*args, "--resume"]) == 0
+    assert "skipping 5 of 6 episodes" in capsys.readouterr().err
+    again = json.loads((out / "results.json").read_text())
+    assert again["counts"]["episodes"] == 1 and again["skipped"]["episodes"] == 5
+    assert [json.loads(line)["id"] for line in (out / "episodes.jsonl").read_text().splitlines()] == [first.id]
     expert = ["run", "--policy", "scripted-libero", "--suite", str(suite), "--out", str(tmp_path / "expert"),
               "--video", "none", "--tasks", "libero_spatial"]
     assert main(expert) == 0, capsys.readouterr().err  # LIBERO's experts accept the world
