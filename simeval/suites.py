@@ -120,8 +120,8 @@ class Suite:
             for robot in self.robots:
                 for i in range(self.episodes):
                     key = f"{self.name}/{variant.task}-{robot}/{cell}/{i:04d}"
-                    specs.append(EpisodeSpec(key, variant.task, robot, cell, worlds.episode_seed(self.world, self.seed, key),
-                                             limit, i, self.world))
+                    seed = worlds.episode_seed(self.world, self.seed, key)
+                    specs.append(EpisodeSpec(key, variant.task, robot, cell, seed, limit, i, self.world))
         return specs
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SIMEVAL = "simeval"
 LIBERO_PLUS = plus.WORLD
-PLUS_INIT_STATES = 50  # a variant whose init states are its own file (layout): at most LIBERO's 50; the worker refuses more
+PLUS_INIT_STATES = 50  # a variant with its own init-state file (layout): at most LIBERO's 50, the worker refuses more
 
 
 def worlds() -> list[str]:
