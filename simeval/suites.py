@@ -68,8 +68,13 @@ class Suite:
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        from simeval.worlds import LIBERO_PLUS
+        from simeval.libero import plus
+        from simeval.worlds import LIBERO_PLUS, check_world
 
+        check_world(self.world)
+        if self.world == LIBERO_PLUS:
+            for task in self.tasks:
+                plus.get_variant(task)  # a one-line ValueError for a task that is not a variant
         for key in ("episodes", "per_category"):
             value = getattr(self, key)
             if (value is not None or key == "episodes") and (not isinstance(value, int) or isinstance(value, bool)

@@ -187,6 +187,10 @@ def test_per_category_belongs_to_libero_plus(tmp_path):
         Suite("s", ["PushButton"], ["Panda"], ["nominal"], per_category=3)
     with pytest.raises(ValueError, match="per_category must be an integer >= 1"):
         Suite("s", [VARIANT], ["Panda"], ["camera"], world="libero_plus", per_category=0)
+    with pytest.raises(ValueError, match="no LIBERO-Plus variant 'PushButton'"):
+        Suite("s", ["PushButton"], ["Panda"], ["camera"], world="libero_plus")
+    with pytest.raises(ValueError, match="unknown world 'libero_plus_x'"):
+        Suite("s", [VARIANT], ["Panda"], ["camera"], world="libero_plus_x")
 
 
 def test_cells_without_a_level_and_their_spearman():
