@@ -164,7 +164,8 @@ def compare_paired(run: list[dict], baseline: list[dict], alpha: float = 0.05,
     return CheckResult(compared, alpha, min_effect, test="one-sided exact McNemar (paired)")
 
 
-SET_KEYS = ("tasks", "robots", "perturbations", "episodes")  # the suite fields that decide which episodes a run has
+SET_KEYS = ("tasks", "robots", "perturbations", "episodes", "per_category")  # the suite fields that decide which
+# episodes a run has
 
 
 def suite_mismatch(run: dict, baseline: dict, logs: tuple[list[dict], list[dict]] | None = None) -> str | None:
@@ -185,8 +186,15 @@ def suite_mismatch(run: dict, baseline: dict, logs: tuple[list[dict], list[dict]
                 f"baseline {suites[1][key]!r}), so the episodes differ")
     counts = [(r.get("counts") or {}).get("episodes") for r in (run, baseline)]
     if None not in counts and counts[0] != counts[1]:
-        return f"the run has {counts[0]} episodes, the baseline {counts[1]}"
+        said = [_skipped(r) for r in (run, baseline)]
+        return f"the run has {counts[0]} episodes{said[0]}, the baseline {counts[1]}{said[1]}"
     return None
+
+
+def _skipped(results: dict) -> str:
+    """`` (60 skipped: <reason>)`` for a run that left episodes out (``results.json``'s ``skipped``)."""
+    skipped = results.get("skipped")
+    return f" ({skipped['episodes']} skipped: {skipped['reason']})" if isinstance(skipped, dict) else ""
 
 
 def validate_results(data: Any, where: str) -> dict:
@@ -255,6 +263,8 @@ def baseline_from_results(results: dict) -> dict[str, Any]:
     baseline: dict[str, Any] = {"schema": results.get("schema", SCHEMA_ID), "baseline_of": note,
                                 "suite": suite, "policy": results.get("policy")}
     baseline.update({key: results[key] for key in METRIC_KEYS if key in results})
+    if results.get("skipped"):  # the episodes its run left out, so that a check can say why counts differ
+        baseline["skipped"] = results["skipped"]
     return baseline
 
 

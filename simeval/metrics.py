@@ -37,7 +37,8 @@ results.json, schema "simeval.results/1" (keys in this order):
                  without nominal episodes); only dimensions that have episodes appear;
                  S = {"rho": float | null, "p_value": float | null, "n": int}: Spearman's rank
                  correlation between level (1-5; a composed dimension's is its highest) and
-                 success (1/0, errors count as failures) over the dimension's n episodes, with
+                 success (1/0, errors count as failures) over the dimension's n episodes that
+                 have a level (LIBERO-Plus's variants without one are left out), with
                  its two-sided p-value (scipy.stats.spearmanr; rho to 6 decimals, p to 4 significant
                  digits); both null when it is undefined
                  (fewer than 2 distinct levels, or success constant); negative rho: success
@@ -60,6 +61,10 @@ results.json, schema "simeval.results/1" (keys in this order):
                  whose variant the table lists, solvable = those of them the privileged expert
                  solved, unknown = episodes of variants it does not list, cell = the policy's
                  success over the solvable ones (simeval.libero.solvability)
+  skipped        null, or {"episodes": int, "by_dimension": {dimension: episodes}, "reason": str}:
+                 the suite's episodes this machine could not run and so left out (never run,
+                 never recorded, not counted above: LIBERO-Plus's light, background and layout
+                 variants without its asset archive; simeval.worlds.unrunnable)
   timing         {"wall_s", "env_steps", "env_steps_per_s", "episodes_per_s"}
   versions       {"simeval", "mujoco", "numpy", "gymnasium", "python"}
   run            dict, free-form facts about the run (directory, workers, start time ...)
@@ -138,8 +143,11 @@ def _dimension_sort_key(dimension: str) -> tuple:
 def spearman(records: Sequence[dict]) -> dict[str, Any]:
     """Spearman's rho between level and success (errors fail) over ``records``, with its p-value.
 
-    ``rho`` and ``p_value`` are None when the correlation is undefined: fewer than two distinct
-    levels, or every episode with the same outcome (scipy would warn and return NaN)."""
+    Episodes without a level (level 0 of a dimension: LIBERO-Plus variants whose name gives none) are
+    left out, and ``n`` counts the others. ``rho`` and ``p_value`` are None when the correlation is
+    undefined: fewer than two distinct levels, or every episode with the same outcome (scipy would
+    warn and return NaN)."""
+    records = [r for r in records if record_cell(r)[1] > 0]  # a bare category (level 0) says nothing of levels
     levels = [record_cell(r)[1] for r in records]
     wins = [int(is_success(r)) for r in records]
     rho = p_value = None
@@ -237,10 +245,11 @@ def grounding(records: Sequence[dict]) -> dict[str, Any]:
 
 
 def build_results(records: Sequence[dict], *, suite: dict, policy: str, timing: dict, versions: dict,
-                  run: dict | None = None) -> dict[str, Any]:
+                  run: dict | None = None, skipped: dict | None = None) -> dict[str, Any]:
     """The whole results.json dict (layout in :data:`SCHEMA`), so the schema lives in one place."""
     return {"schema": SCHEMA_ID, "suite": dict(suite), "policy": str(policy), **summarize(records),
-            "solvable": solvable(records, suite), "timing": dict(timing), "versions": dict(versions), "run": dict(run or {})}
+            "solvable": solvable(records, suite), "skipped": None if skipped is None else dict(skipped),
+            "timing": dict(timing), "versions": dict(versions), "run": dict(run or {})}
 
 
 def format_cell(cell: dict | None) -> str:

@@ -46,7 +46,8 @@ SUITE = {"type": "object", "required": ["name"],  # a suite as ``Suite.to_dict``
                         "episodes": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                         "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
                         "max_steps": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_COUNT},
-                        "image_size": {"type": "integer", "minimum": 1, "maximum": 100_000}}}
+                        "image_size": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "per_category": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}}}
 
 RECORD = {"type": "object", "required": ["id", "success", "steps"],  # simeval.records.EpisodeRecord
           "properties": {"id": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
@@ -75,6 +76,10 @@ RESULTS = {"type": "object", "required": ["overall"],  # results.json and baseli
                           "counts": {"type": "object",
                                      "properties": {"episodes": _COUNT, "successes": _COUNT, "errors": _COUNT,
                                                     "by_dimension": {"type": "object", "additionalProperties": _COUNT}}},
+                          "skipped": {"type": ["object", "null"],  # episodes left out (metrics.SCHEMA)
+                                      "required": ["episodes", "by_dimension", "reason"],
+                                      "properties": {"episodes": _COUNT, "reason": _TEXT,
+                                                     "by_dimension": {"type": "object", "additionalProperties": _COUNT}}},
                           "timing": {"type": "object"}, "versions": {"type": "object"}, "run": {"type": "object"}}}
 
 RUN_META = {"type": "object", "required": ["suite", "policy"],  # run.json (simeval.harness.prepare_dir)
