@@ -68,7 +68,7 @@ def _problem(bddl: str) -> dict:
     from liberoplus.liberoplus.envs import bddl_utils
 
     parsed = dict(bddl_utils.robosuite_parse_problem(loaded_bddl(bddl)))
-    parsed.pop("language", None)
+    parsed.pop("language_instruction", None)
     return parsed
 
 

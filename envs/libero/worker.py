@@ -186,6 +186,7 @@ class Server:
         self.worlds: dict[int, OrderedDict[tuple, World]] = {}
         self.running: dict[int, dict[str, Any]] = {}
         self._inits: dict[tuple[str, str], np.ndarray] = {}
+        self.built = False  # whether the last reset built its env
 
     def _paths(self, benchmark: str, task: dict) -> tuple[str, np.ndarray]:
         if FLAVOUR == "plus":
@@ -210,7 +211,8 @@ class Server:
         cache = self.worlds.setdefault(slot, OrderedDict())
         if key in cache and cache[key].bddl != bddl and not plus_side.shares_model(cache[key].bddl, bddl):
             key = (bddl, message["image_size"])  # a language rewrite whose BDDL differs in more than its words
-        if key not in cache:
+        self.built = key not in cache
+        if self.built:
             while len(cache) >= ENVS_PER_SLOT:
                 cache.popitem(last=False)[1].close()
             cache[key] = World(bddl, message["image_size"])
@@ -244,6 +246,7 @@ class Server:
         reply = self._reply(slot, obs, cams, frames, steps=0, success=False, truncated=False)
         if FLAVOUR == "plus":
             reply["instruction"] = plus_side.instruction(message["benchmark"], bddl)
+            reply["built"] = self.built  # a new env (False: a shared one switched to this variant)
         return reply
 
     def chunk(self, message: dict) -> dict:
