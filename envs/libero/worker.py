@@ -106,6 +106,8 @@ class World:
         self.scene: privileged.SceneIndex | None = None  # names as ids, for privileged replies (on first use)
         self.draws = 0  # resets since the env was seeded
         self.rng: tuple | None = None  # this env's np.random state (the worker's other slots draw too)
+        self.plan: list | None = None  # the noise's draws per unread image, for self.plan_for's variant
+        self.plan_for: str | None = None
 
     def _reset(self) -> None:
         """LIBERO's ``ControlEnv.reset``, whose retry loop also swallows every other exception (its
@@ -167,8 +169,17 @@ class World:
     def step(self, action, render: tuple[str, ...]) -> tuple[dict, bool]:
         self._open(*render)
         with self._own_rng():
-            obs, _, done, _ = self.env.step(list(map(float, action)))
+            if "agentview" in render or not getattr(self.env, "noise", 0) or self._plan() is None:
+                obs, _, done, _ = self.env.step(list(map(float, action)))
+            else:  # LIBERO-Plus's noise on an image nobody reads: only its draws (plus_side.draw_plan)
+                obs, _, done, _ = self.env.env.step(list(map(float, action)))
+                plus_side.replay(self.plan)
         return obs, bool(done)
+
+    def _plan(self) -> list | None:
+        if self.plan_for != self.bddl:
+            self.plan, self.plan_for = plus_side.draw_plan(self.env, self.gates["agentview"].blank), self.bddl
+        return self.plan
 
     def privileged(self) -> dict:
         if self.scene is None:
