@@ -196,3 +196,16 @@ def test_setup_refuses_a_bad_archive_in_one_line(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "--plus-assets" in done.stderr
+
+
+def test_privileged_replies_for_plus_variants():
+    """The scripted LIBERO expert reads simulator truth: a plus variant's replies carry it as LIBERO's do."""
+    from simeval.libero.world import LiberoWorlds
+
+    worlds = LiberoWorlds(SIZE, ("agentview",), per_step=False, privileged=True)
+    try:
+        reply, _ = _reset(worlds, CAMERA)
+    finally:
+        worlds.close()
+    truth = reply.privileged
+    assert truth and truth["objects"], truth
