@@ -189,3 +189,15 @@ def test_check_real_side_env(capsys):
     assert main(["setup", "libero", "--check"]) == 0
     out = capsys.readouterr().out
     assert "585 assets verified" in out and "on disk" in out
+
+
+def test_missing_magickwand_is_one_line_naming_the_package(tmp_path, capsys, monkeypatch):
+    """LIBERO-Plus's image noise loads ImageMagick's MagickWand: without it the set-up stops before building
+    anything, with one line naming the Debian package to install."""
+    monkeypatch.delenv("MAGICK_HOME", raising=False)
+    monkeypatch.setattr(plus_setup.ctypes.util, "find_library", lambda name: None)
+    home = tmp_path / "home"
+    assert main(["setup", "libero", "--home", str(home)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "apt-get install -y libmagickwand-6.q16-6" in err
+    assert not (home / "venv").exists()
