@@ -164,7 +164,8 @@ def compare_paired(run: list[dict], baseline: list[dict], alpha: float = 0.05,
     return CheckResult(compared, alpha, min_effect, test="one-sided exact McNemar (paired)")
 
 
-SET_KEYS = ("tasks", "robots", "perturbations", "episodes")  # the suite fields that decide which episodes a run has
+SET_KEYS = ("tasks", "robots", "perturbations", "episodes", "per_category")  # the suite fields that decide which
+# episodes a run has
 
 
 def suite_mismatch(run: dict, baseline: dict, logs: tuple[list[dict], list[dict]] | None = None) -> str | None:
@@ -185,8 +186,15 @@ def suite_mismatch(run: dict, baseline: dict, logs: tuple[list[dict], list[dict]
                 f"baseline {suites[1][key]!r}), so the episodes differ")
     counts = [(r.get("counts") or {}).get("episodes") for r in (run, baseline)]
     if None not in counts and counts[0] != counts[1]:
-        return f"the run has {counts[0]} episodes, the baseline {counts[1]}"
+        said = [_skipped(r) for r in (run, baseline)]
+        return f"the run has {counts[0]} episodes{said[0]}, the baseline {counts[1]}{said[1]}"
     return None
+
+
+def _skipped(results: dict) -> str:
+    """`` (60 skipped: <reason>)`` for a run that left episodes out (``results.json``'s ``skipped``)."""
+    skipped = results.get("skipped")
+    return f" ({skipped['episodes']} skipped: {skipped['reason']})" if isinstance(skipped, dict) else ""
 
 
 def validate_results(data: Any, where: str) -> dict:
@@ -194,13 +202,24 @@ def validate_results(data: Any, where: str) -> dict:
     with more successes or errors than episodes, ``counts`` agreeing with ``overall``); else one line
     naming ``where``, the key and what was expected."""
     schemas.check(data, RESULTS, where)
-    for section in ("overall", "by_dimension", "by_level", "by_task", "by_family", "by_robot", "by_task_robot"):
-        cells = {"": data[section]} if section == "overall" else data.get(section) or {}
-        for key, cell in cells.items():
-            bad = [k for k in ("successes", "errors") if cell.get(k, 0) > cell["n"]]
-            if bad:
-                path = key_path([section, key] if key else [section])
-                raise FileFormatError(f"{where}: {path}: {bad[0]} {cell[bad[0]]} exceed n {cell['n']}")
+    cells: dict[tuple, dict] = {("overall",): data["overall"]}
+    for section in ("by_dimension", "by_level", "by_task", "by_family", "by_robot", "by_task_robot"):
+        cells.update({(section, key): cell for key, cell in (data.get(section) or {}).items()})
+    for family, row in (data.get("by_family_dimension") or {}).items():
+        cells.update({("by_family_dimension", family, dim): cell for dim, cell in row.items()})
+    solvable = data.get("solvable") or {}
+    if solvable:
+        cells[("solvable", "cell")] = solvable["cell"]
+    for path, cell in cells.items():
+        bad = [k for k in ("successes", "errors") if cell.get(k, 0) > cell["n"]]
+        if bad:
+            raise FileFormatError(f"{where}: {key_path(path)}: {bad[0]} {cell[bad[0]]} exceed n {cell['n']}")
+    if solvable and not solvable["cell"]["n"] == solvable["solvable"] <= solvable["known"]:
+        raise FileFormatError(f"{where}: solvable: {solvable['solvable']} solvable of {solvable['known']} known "
+                              f"episodes, cell.n {solvable['cell']['n']}; cell.n is the solvable count, at most known")
+    if solvable and solvable["known"] + solvable["unknown"] != data["overall"]["n"]:
+        raise FileFormatError(f"{where}: solvable: {solvable['known']} known + {solvable['unknown']} unknown episodes, "
+                              f"but overall.n is {data['overall']['n']}; every episode is one or the other")
     counts = data.get("counts") or {}
     for key, cell_key_ in (("episodes", "n"), ("successes", "successes"), ("errors", "errors")):
         if key in counts and cell_key_ in data["overall"] and counts[key] != data["overall"][cell_key_]:
@@ -244,6 +263,8 @@ def baseline_from_results(results: dict) -> dict[str, Any]:
     baseline: dict[str, Any] = {"schema": results.get("schema", SCHEMA_ID), "baseline_of": note,
                                 "suite": suite, "policy": results.get("policy")}
     baseline.update({key: results[key] for key in METRIC_KEYS if key in results})
+    if results.get("skipped"):  # the episodes its run left out, so that a check can say why counts differ
+        baseline["skipped"] = results["skipped"]
     return baseline
 
 

@@ -36,6 +36,8 @@ PERTURBATION_HELP = """perturbations (in a suite file's perturbations: list):
   *:2                every dimension at level 2 (*:1-5 every dimension at every level)
   light:3,camera:2   dimensions composed in one episode
   dimensions: camera, robot_init, language, light, background, noise, layout
+  world libero_plus: LIBERO-Plus's categories instead (all, camera, robot_init:3 ...), and
+                     per_category: N, a seeded sample of N variants per benchmark and category
 
 --video modes:
   examples  (default) per (dimension, level) one success and one failure, tasks and robots varied
@@ -168,8 +170,9 @@ def _build_parser(with_methods: bool = True) -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list environments, tasks, robots or suites")
     lst.add_argument("what", choices=("envs", "tasks", "robots", "suites"))
     lst.add_argument("--json", action="store_true", help="machine-readable output")
-    lst.add_argument("--world", default="simeval", help="tasks of this world: simeval (default) or a LIBERO benchmark "
-                                                        "(libero_spatial, libero_object, libero_goal, libero_10, libero_90)")
+    lst.add_argument("--world", default="simeval", help="tasks of this world: simeval (default), a LIBERO benchmark "
+                                                        "(libero_spatial, libero_object, libero_goal, libero_10, libero_90) "
+                                                        "or libero_plus (LIBERO-Plus's variants)")
 
     render = sub.add_parser("render-tasks", help="a grid picture of every task on every robot (agentview)")
     render.add_argument("--out", type=Path, default=Path("results/tasks.png"))
@@ -200,7 +203,7 @@ def _suite_from_args(args: argparse.Namespace):
         suite.robots = [r for r in names(args.robot, worlds.robots(suite.world), "robot") if r in suite.robots] or \
             _fail(f"--robot {args.robot}: none of these robots is in suite {suite.name!r} ({', '.join(suite.robots)})")
     if args.tasks:
-        chosen = worlds.resolve_tasks(suite.world, [t.strip() for t in args.tasks.split(",") if t.strip()])
+        chosen = set(worlds.resolve_tasks(suite.world, [t.strip() for t in args.tasks.split(",") if t.strip()]))
         suite.tasks = [t for t in suite.tasks if t in chosen] or \
             _fail(f"--tasks {args.tasks}: none of these tasks is in suite {suite.name!r}")
     if args.episodes is not None:

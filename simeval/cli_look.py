@@ -36,7 +36,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(json.dumps(rows))
         else:
             for row in rows:
-                print(f"{row['suite']:<14} {row['episodes']:>5} episodes  {row['description']}")
+                print(f"{row['suite']:<20} {row['episodes']:>5} episodes  {row['description']}")
+    elif args.what == "tasks" and args.world == "libero_plus":
+        from simeval.libero import plus
+
+        rows = [{"index": i, "task": v.task, "benchmark": v.benchmark, "category": v.category, "level": v.level,
+                 "max_steps": plus.max_steps(v.benchmark), "needs_assets": v.needs_assets}
+                for i, v in enumerate(plus.all_variants())]
+        print(json.dumps(rows, indent=1) if args.json else
+              "\n".join(f"{r['index']:>5}  {r['category']:<10} {r['level'] or '-'}  {r['task']}" for r in rows))
     elif args.what == "tasks" and args.world != "simeval":
         from simeval import worlds
         from simeval.libero import catalog

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from simeval.records import read_records, write_records
 from simeval.rundir import check_out_path, claim, clear_run, is_run_dir, read_meta
 from simeval.schemas import MAX_COUNT, FileFormatError, first_error, read_json
 from simeval.suites import EpisodeSpec, Suite
+from simeval.worlds import Skip, is_libero, unrunnable
 
 if TYPE_CHECKING:
     from policies.base import ObservationSpec, Policy
@@ -171,12 +173,19 @@ def _previous_timing(path: Path) -> dict:
 
 @dataclass
 class Rollout:
-    """What :func:`run_episodes` did: the suite's episodes, those finished before, and this session's."""
+    """What :func:`run_episodes` did: the suite's episodes, those finished before, this session's, and
+    those it skipped (not run here, never recorded: ``simeval.worlds.unrunnable``)."""
 
     specs: list[EpisodeSpec]
     done: list[dict]
     outcome: "RunOutcome | None"
     config: "PoolConfig"
+    skip: Skip | None = None
+
+    @property
+    def ran(self) -> int:
+        """Episodes this session ran."""
+        return len(self.outcome.records) if self.outcome else 0
 
     @property
     def records(self) -> list[dict]:
@@ -211,9 +220,10 @@ def start_order(specs: list[EpisodeSpec]) -> list[EpisodeSpec]:
 
 
 def _check_world(request: RunRequest, policy: "Policy") -> None:
-    """A LIBERO suite needs LIBERO's side environment (built here on first use, with a line saying
-    so) and a policy that reads what a LIBERO world shows (not simeval's simulator state); a policy
-    that reads LIBERO's simulator truth (scripted-libero) needs a LIBERO suite."""
+    """A LIBERO suite needs a policy that reads what a LIBERO world shows (not simeval's simulator
+    state); a policy that reads LIBERO's simulator truth (scripted-libero) needs a LIBERO suite
+    (LIBERO's benchmarks or LIBERO-Plus). Its side environment is built when there is an episode to run
+    (:func:`run_episodes`)."""
     from simeval import worlds
 
     spec, libero = policy.observation_spec, worlds.is_libero(request.suite.world)
@@ -227,9 +237,6 @@ def _check_world(request: RunRequest, policy: "Policy") -> None:
         raise RunError(f"policy {request.policy!r} reads simeval's simulator state, which LIBERO's worlds do not "
                        f"provide; give scripted-libero (LIBERO's experts) or a policy that reads cameras and state "
                        f"(random, a checkpoint, ws://...)")
-    from simeval.libero.sideenv import ensure_side_env
-
-    ensure_side_env()
 
 
 def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Observer"] = (),
@@ -242,22 +249,34 @@ def run_episodes(request: RunRequest, policy: "Policy", observers: Sequence["Obs
 
     specs = select(request)
     _check_world(request, policy)
-    done = prepare_dir(request, specs)
+    if request.episode is not None:
+        alone = unrunnable(specs)
+        if alone is not None:
+            raise RunError(f"episode {request.episode!r} cannot run here: {alone.reason}")
+    done = prepare_dir(request, specs)  # every episode's record is kept, those of a skip's too
     if video is not None:
         for record in done:
             if record.get("video"):
                 video.seen(record)
     finished = {r["id"] for r in done}
-    todo = start_order([s for s in specs if s.id not in finished])
+    skip = unrunnable([s for s in specs if s.id not in finished])  # asked afresh each session (--resume)
+    if skip is not None:
+        print(skip.line(len(specs)), file=sys.stderr)
+    todo = start_order([s for s in specs if s.id not in finished and (skip is None or s.id not in skip.ids)])
+    if todo and is_libero(request.suite.world):
+        from simeval.libero.sideenv import ensure_side_env
+
+        ensure_side_env()  # built here on first use, with a line saying so
     frames = video is not None and video.records_frames
     config = pool_config(policy.observation_spec, request, len(todo), frames)
     chain = list(observers)
     if frames:
         chain.append(VideoRecorder(video, request.out, every_episode=request.per_step))
-    chain += [Progress(len(specs), len(done), sum(r["success"] for r in done), disable=not request.progress),
+    total = len(specs) - (skip.episodes if skip else 0)
+    chain += [Progress(total, len(done), sum(r["success"] for r in done), disable=not (request.progress and todo)),
               RecordLog(request.out / "episodes.jsonl")]
     outcome = rollout(todo, policy, config, chain) if todo else None
-    return Rollout(specs, done, outcome, config)
+    return Rollout(specs, done, outcome, config, skip)
 
 
 def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequence["Observer"] = ()) -> dict:
@@ -268,15 +287,14 @@ def execute(request: RunRequest, policy: "Policy | None" = None, observers: Sequ
     from simeval.metrics import build_results
     from simeval.report import write_report_html, write_summary_md
     from simeval.video import VideoPolicy
-    from simeval.worlds import is_libero
 
     video = VideoPolicy(request.video, request.suite.to_dict())
     run = run_episodes(request, policy if policy is not None else load_policy(request.policy), observers, video)
-    timing = _timing(request.out / "results.json" if run.done else None, run.outcome, len(run.specs) - len(run.done),
-                     run.config.workers)
+    timing = _timing(request.out / "results.json" if run.done else None, run.outcome, run.ran, run.config.workers)
     records = run.records
     results = build_results(records, suite=request.suite.to_dict(), policy=request.policy, timing=timing,
-                            versions={**versions(), **(side_versions() if is_libero(request.suite.world) else {})})
+                            versions={**versions(), **(side_versions() if is_libero(request.suite.world) else {})},
+                            skipped=run.skip.to_dict() if run.skip else None)
     write_text(request.out / "results.json", json.dumps(results, indent=1) + "\n")
     write_summary_md(results, request.out / "summary.md")
     write_report_html(results, records, request.out / "report.html", request.out)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 EPISODE_KEYS = ("seed", "max_steps", "image_size", "world")  # suite fields that make an episode
-DEFAULTS = {"world": "simeval"}  # Suite.to_dict leaves simeval's own world out
+DEFAULTS = {"world": "simeval", "per_category": None}  # what Suite.to_dict leaves out: simeval's own world, no sample
 RECORD_KEYS = ("seed", "task", "robot", "perturbation")  # what a record says of its episode
 
 

@@ -37,7 +37,8 @@ results.json, schema "simeval.results/1" (keys in this order):
                  without nominal episodes); only dimensions that have episodes appear;
                  S = {"rho": float | null, "p_value": float | null, "n": int}: Spearman's rank
                  correlation between level (1-5; a composed dimension's is its highest) and
-                 success (1/0, errors count as failures) over the dimension's n episodes, with
+                 success (1/0, errors count as failures) over the dimension's n episodes that
+                 have a level (LIBERO-Plus's variants without one are left out), with
                  its two-sided p-value (scipy.stats.spearmanr; rho to 6 decimals, p to 4 significant
                  digits); both null when it is undefined
                  (fewer than 2 distinct levels, or success constant); negative rho: success
@@ -46,11 +47,24 @@ results.json, schema "simeval.results/1" (keys in this order):
                  dimensions in the order above, levels ascending
   by_task        {task: Cell}, tasks in first-seen order
   by_family      {family: Cell}: simeval's task families, or the LIBERO suite (libero_spatial ...),
-                 the column a published LIBERO table reports
+                 the column a published LIBERO table reports (and the Total column of LIBERO-Plus's)
+  by_family_dimension {family: {dimension: Cell}}: families as in by_family, dimensions in
+                 by_dimension's order, only pairs that have episodes; LIBERO-Plus's published table
+                 (a row per suite, a column per category); its Total column is by_family, its
+                 all-suites row by_dimension (and overall)
   by_robot       {robot: Cell}, robots in first-seen order
   by_task_robot  {"Task/Robot": Cell}, first-seen order
   counts         {"episodes": int, "successes": int, "errors": int,
                   "by_dimension": {dimension: episodes}}
+  solvable       null, except in world "libero_plus" with envs/libero/plus_solvability.json present:
+                 {"known": int, "solvable": int, "unknown": int, "cell": Cell}: known = episodes
+                 whose variant the table lists, solvable = those of them the privileged expert
+                 solved, unknown = episodes of variants it does not list, cell = the policy's
+                 success over the solvable ones (simeval.libero.solvability)
+  skipped        null, or {"episodes": int, "by_dimension": {dimension: episodes}, "reason": str}:
+                 the suite's episodes this machine could not run and so left out (never run,
+                 never recorded, not counted above: LIBERO-Plus's light, background and layout
+                 variants without its asset archive; simeval.worlds.unrunnable)
   timing         {"wall_s", "env_steps", "env_steps_per_s", "episodes_per_s"}
   versions       {"simeval", "mujoco", "numpy", "gymnasium", "python"}
   run            dict, free-form facts about the run (directory, workers, start time ...)
@@ -129,8 +143,11 @@ def _dimension_sort_key(dimension: str) -> tuple:
 def spearman(records: Sequence[dict]) -> dict[str, Any]:
     """Spearman's rho between level and success (errors fail) over ``records``, with its p-value.
 
-    ``rho`` and ``p_value`` are None when the correlation is undefined: fewer than two distinct
-    levels, or every episode with the same outcome (scipy would warn and return NaN)."""
+    Episodes without a level (level 0 of a dimension: LIBERO-Plus variants whose name gives none) are
+    left out, and ``n`` counts the others. ``rho`` and ``p_value`` are None when the correlation is
+    undefined: fewer than two distinct levels, or every episode with the same outcome (scipy would
+    warn and return NaN)."""
+    records = [r for r in records if record_cell(r)[1] > 0]  # a bare category (level 0) says nothing of levels
     levels = [record_cell(r)[1] for r in records]
     wins = [int(is_success(r)) for r in records]
     rho = p_value = None
@@ -179,11 +196,32 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
         "by_level": by_level,
         "by_task": cells(lambda r: str(r.get("task"))),
         "by_family": cells(lambda r: str(r.get("family"))),
+        "by_family_dimension": by_family_dimension(records),
         "by_robot": cells(lambda r: str(r.get("robot"))),
         "by_task_robot": cells(lambda r: f"{r.get('task')}/{r.get('robot')}"),
         "counts": {"episodes": overall.n, "successes": overall.successes, "errors": overall.errors,
                    "by_dimension": {dim: len(by_dim[dim]) for dim in dims}},
     }
+
+
+def by_family_dimension(records: Sequence[dict]) -> dict[str, dict[str, dict]]:
+    """Family x dimension cells: the layout of LIBERO-Plus's published table, for every world alike."""
+    out: dict[str, dict[str, dict]] = {}
+    for family, group in _grouped(records, lambda r: str(r.get("family"))).items():
+        by_dim = _grouped(group, lambda r: record_cell(r)[0])
+        out[family] = {dim: Cell.of(by_dim[dim]).to_dict() for dim in sorted(by_dim, key=_dimension_sort_key)}
+    return out
+
+
+def solvable(records: Sequence[dict], suite: dict) -> dict[str, Any] | None:
+    """LIBERO-Plus runs: success over the variants the privileged expert solves; None for other worlds
+    or without the solvability table (imported here: only LIBERO-Plus runs read it)."""
+    from simeval.libero import plus, solvability
+
+    if suite.get("world") != plus.WORLD:
+        return None
+    table = solvability.load_table()
+    return None if table is None else solvability.summary(records, table)
 
 
 def grounding(records: Sequence[dict]) -> dict[str, Any]:
@@ -207,9 +245,10 @@ def grounding(records: Sequence[dict]) -> dict[str, Any]:
 
 
 def build_results(records: Sequence[dict], *, suite: dict, policy: str, timing: dict, versions: dict,
-                  run: dict | None = None) -> dict[str, Any]:
+                  run: dict | None = None, skipped: dict | None = None) -> dict[str, Any]:
     """The whole results.json dict (layout in :data:`SCHEMA`), so the schema lives in one place."""
     return {"schema": SCHEMA_ID, "suite": dict(suite), "policy": str(policy), **summarize(records),
+            "solvable": solvable(records, suite), "skipped": None if skipped is None else dict(skipped),
             "timing": dict(timing), "versions": dict(versions), "run": dict(run or {})}
 
 

@@ -32,9 +32,12 @@ class RecordError(FileFormatError):
 
 
 def variant_cell(variant: str) -> tuple[str, int]:
-    """(dimension, level) of a variant: ``nominal``/0, the single dimension, or ``a+b`` and the max level."""
-    from envs.perturbations import parse_variant  # here, not at the top: see the module docstring
+    """(dimension, level) of a variant: ``nominal``/0, the single dimension, or ``a+b`` and the max level;
+    a bare dimension (``camera``: a LIBERO-Plus variant whose name gives no level) is that dimension at 0."""
+    from envs.perturbations import DIMENSIONS, parse_variant  # here, not at the top: see the module docstring
 
+    if variant in DIMENSIONS:
+        return variant, 0
     levels = parse_variant(variant).levels
     if not levels:
         return "nominal", 0
@@ -42,21 +45,33 @@ def variant_cell(variant: str) -> tuple[str, int]:
 
 
 def cell_key(dimension: str, level: int) -> str:
-    """The name of a (dimension, level) cell: ``nominal`` or ``camera:3``."""
-    return f"{dimension}:{level}" if level else "nominal"
+    """The name of a (dimension, level) cell: ``nominal``, ``camera:3``, or a dimension without a level
+    (``camera``, from a LIBERO-Plus variant that gives none)."""
+    if level:
+        return f"{dimension}:{level}"
+    return dimension or "nominal"
 
 
 def split_cell_key(key: str) -> tuple[str, int]:
-    """The (dimension, level) a :func:`cell_key` names: ``camera:3`` -> ("camera", 3), ``nominal`` -> ("nominal", 0)."""
+    """The (dimension, level) a :func:`cell_key` names: ``camera:3`` -> ("camera", 3), ``nominal`` -> ("nominal", 0),
+    ``camera`` -> ("camera", 0)."""
     dimension, sep, level = key.rpartition(":")
     if not sep:
-        if key != "nominal":
-            raise ValueError(f"not a cell name: {key!r}; expected 'nominal' or 'dimension:level'")
-        return "nominal", 0
+        if key != "nominal" and not _is_dimension(key):
+            raise ValueError(f"not a cell name: {key!r}; expected 'nominal', 'dimension:level' or a dimension "
+                             f"such as 'camera'")
+        return key, 0
     try:
         return dimension, int(level)
     except ValueError:
         raise ValueError(f"not a cell name: {key!r}; its level {level!r} is not an integer") from None
+
+
+def _is_dimension(name: str) -> bool:
+    """A dimension, or dimensions composed with ``+`` (``camera+light``)."""
+    from simeval.metrics import DIMENSIONS  # the canonical list without MuJoCo (metrics imports this module)
+
+    return bool(name) and all(part in DIMENSIONS for part in name.split("+"))
 
 
 def record_cell(record: dict) -> tuple[str, int]:

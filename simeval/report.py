@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
 
 from simeval.files import write_text
+from simeval.libero import tables
 from simeval.metrics import DIMENSIONS, NOMINAL, format_cell, format_drop, is_success, pct
 from simeval.records import cell_key, record_cell, split_cell_key
 
@@ -131,20 +132,45 @@ def format_spearman(spearman: dict | None) -> str:
     return f"{spearman['rho']:+.2f}{p_text}"
 
 
+def _md_cells(table: tables.CellTable) -> list[str]:
+    rows = [[title, *(format_cell(cell) for cell in cells)] for title, cells in table.rows]
+    return _md_table(table.header, rows, "l" + "r" * (len(table.header) - 1))
+
+
+PLUS_NOTES = ("Success rate [Wilson 95% CI] (episodes) per LIBERO suite and perturbation category, as LIBERO-Plus "
+              "publishes it; Total: every episode of the row; All: every suite; –: no episodes.",
+              "Levels 1-5 where the variant says how strong it is (the robot's start pose, the noise severity, "
+              "the moved-object layouts); No level: the variants that do not (camera, language, light, "
+              "background, added objects).")
+
+
+def _plus_md(results: dict) -> list[str]:
+    """A LIBERO-Plus run: the published table, the difficulty levels, the sample and what was skipped."""
+    lines = ["## LIBERO-Plus: suite × category", "", PLUS_NOTES[0], "", *_md_cells(tables.published_table(results)),
+             "## By difficulty level", "", PLUS_NOTES[1], "", *_md_cells(tables.level_table(results))]
+    return lines + [tables.sample_line(results), "", tables.skipped_line(results), ""]
+
+
 def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
-    """Markdown tables: overall, dimension x level with drop vs nominal and Spearman ρ, per task, per robot, errors."""
-    levels = _levels(results)
+    """Markdown tables: overall, dimension x level with drop vs nominal and Spearman ρ, per task, per robot, errors
+    (a LIBERO-Plus run: its published table and difficulty levels instead, without the 10,030 variants' rows)."""
+    plus = tables.is_plus_run(results)
     lines = [f"# {results.get('policy', '?')} on suite {_suite_name(results)}", "",
              f"**Overall success:** {format_cell(results.get('overall'))}", ""]
+    if plus:
+        lines += [f"**{tables.solvable_line(results)}**", ""]
     if restarted := workers_line(results):
         lines += [f"**{restarted}**", ""]
-    if is_libero_run(results):
+    if plus:
+        lines += _plus_md(results)
+    elif is_libero_run(results):
         lines += ["## Per LIBERO suite", "",
                   "As published LIBERO tables report it: success over every episode of the suite, with its Wilson 95% "
                   "interval (episodes).", ""]
         lines += _md_table(["Suite", "Success", "Errors"], [[name, format_cell(cell), cell.get("errors", 0)] for name, cell
                                                             in results.get("by_family", {}).items()], "lrr")
     else:
+        levels = _levels(results)
         lines += [grounding_line(results), "",
                   "## Success by perturbation dimension and level", "",
                   "Cells: success rate [Wilson 95% CI] (episodes). Drop: nominal rate minus the dimension's rate. "
@@ -158,7 +184,7 @@ def write_summary_md(results: dict, path: str | os.PathLike) -> Path:
         lines += _md_table(header, rows, "l" + "r" * (len(header) - 1))
     sections = (("Per task", "by_task", "Task"), ("Per robot", "by_robot", "Robot"),
                 ("Per task and robot", "by_task_robot", "Task/Robot"))
-    for title, section, first in sections[:1] if is_libero_run(results) else sections:  # LIBERO: one robot
+    for title, section, first in () if plus else sections[:1] if is_libero_run(results) else sections:  # LIBERO: one robot
         lines += [f"## {title}", ""]
         rows = [[name, format_cell(cell), cell.get("errors", 0)] for name, cell in results.get(section, {}).items()]
         lines += _md_table([first, "Success", "Errors"], rows, "lrr")
@@ -295,6 +321,7 @@ figure video{display:block;max-width:100%;background:#000}
 figcaption{font-size:12px;color:#424a53;margin-top:4px;line-height:1.35}
 .tag{display:inline-block;padding:0 6px;border-radius:4px;font-weight:600;font-size:11px;color:#fff}
 .tag.success{background:#2da44e}.tag.failure{background:#cf222e}
+tr.all td{font-weight:600;border-top:2px solid #c9ced4}
 .kv{display:flex;gap:40px;flex-wrap:wrap}code{font-size:13px}
 """
 
@@ -317,6 +344,27 @@ def _level_table(results: dict) -> str:
         rows.append(f"<tr><td>{html.escape(dim)}</td>{_td(cell)}{tds}"
                     f"<td>{'' if dim == NOMINAL else html.escape(format_drop(drop))}</td></tr>")
     return '<div class="scroll"><table>' + "".join(rows) + "</table></div>"
+
+
+def _cell_table(table: tables.CellTable) -> str:
+    """A :class:`tables.CellTable` as HTML; its last row (All) set apart."""
+    e = html.escape
+    head = "".join(f"<th>{e(title)}</th>" for title in table.header)
+    rows = [f'<tr{" class=all" if i == len(table.rows) - 1 and title == "All" else ""}><td>{e(title)}</td>'
+            f'{"".join(_td(cell) for cell in cells)}</tr>' for i, (title, cells) in enumerate(table.rows)]
+    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
+
+
+def _plus_html(results: dict) -> list[str]:
+    """The summary's LIBERO-Plus tables and sentences, for the page."""
+    e = html.escape
+    return ["<h2>LIBERO-Plus: suite × category</h2>", f'<p class="note">{e(PLUS_NOTES[0])}</p>',
+            _cell_table(tables.published_table(results)),
+            "<h3>By difficulty level</h3>", f'<p class="note">{e(PLUS_NOTES[1])}</p>',
+            _cell_table(tables.level_table(results)),
+            f"<p>{e(tables.sample_line(results))}</p>",
+            f'<p{" class=warn" if tables.skipped_episodes(results) else ""}>'
+            f"{e(tables.skipped_line(results))}</p>"]
 
 
 def _group_table(results: dict, section: str, first: str) -> str:
@@ -390,7 +438,7 @@ def _errors_section(results: dict, records: Sequence[dict], config: ReportConfig
     rows = "".join(f"<tr><td><code>{html.escape(str(r.get('id')))}</code></td>"
                    f"<td class='l'>{html.escape(str(r['error']))}</td></tr>" for r in failed[: config.max_error_rows])
     more = len(failed) - config.max_error_rows
-    return (text + f"<table><tr><th>Episode</th><th class='l'>Error</th></tr>{rows}</table>"
+    return (text + f"<div class=\"scroll\"><table><tr><th>Episode</th><th class='l'>Error</th></tr>{rows}</table></div>"
             + (f'<p class="note">… and {more} more in episodes.jsonl.</p>' if more > 0 else ""))
 
 
@@ -409,13 +457,16 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
     else:
         big = '<span class="big">–</span><span class="ci">no episodes</span>'
     restarted = workers_line(results)
-    libero = is_libero_run(results)  # LIBERO's nominal scenes, one robot: no perturbation or robot tables
+    plus = tables.is_plus_run(results)  # LIBERO-Plus: its published table, no rows per variant
+    libero = is_libero_run(results) and not plus  # LIBERO's nominal scenes, one robot: no perturbation or robot tables
     body = [f"<h1>{e(policy)}</h1>",
             f'<p class="sub">simeval report · suite <b>{e(suite)}</b> · {counts.get("episodes", 0)} episodes</p>',
             f'<div class="overall">{big}</div>',
+            *([f"<p><b>{e(tables.solvable_line(results))}</b></p>"] if plus else []),
             *([f'<p class="warn">{e(restarted)}</p>'] if restarted else []),
-            *([] if libero else [f'<p class="note">{e(grounding_line(results))}</p>']),
-            *(["<h2>Per LIBERO suite</h2>", _group_table(results, "by_family", "Suite")] if libero else
+            *([] if libero or plus else [f'<p class="note">{e(grounding_line(results))}</p>']),
+            *(_plus_html(results) if plus else
+              ["<h2>Per LIBERO suite</h2>", _group_table(results, "by_family", "Suite")] if libero else
               ["<h2>Success by perturbation</h2>",
                '<p class="note">Level 0 is the nominal (unperturbed) suite, shared by every dimension; '
                "bars show Wilson 95% confidence intervals.</p>",
@@ -423,8 +474,8 @@ def write_report_html(results: dict, records: Sequence[dict], path: str | os.Pat
                '<h3>Dimension × level</h3><p class="note">Success rate [Wilson 95% CI] (episodes). '
                "Drop vs nominal: nominal rate minus the dimension's rate, in percentage points.</p>",
                _level_table(results)]),
-            "<h2>Per task</h2>", _group_table(results, "by_task", "Task"),
-            *([] if libero else ["<h2>Per robot</h2>", _group_table(results, "by_robot", "Robot"),
+            *([] if plus else ["<h2>Per task</h2>", _group_table(results, "by_task", "Task")]),
+            *([] if libero or plus else ["<h2>Per robot</h2>", _group_table(results, "by_robot", "Robot"),
                                  "<h2>Per task and robot</h2>", _group_table(results, "by_task_robot", "Task / robot")]),
             "<h2>Errors</h2>", _errors_section(results, records, config),
             "<h2>Run</h2>",

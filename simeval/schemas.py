@@ -46,7 +46,8 @@ SUITE = {"type": "object", "required": ["name"],  # a suite as ``Suite.to_dict``
                         "episodes": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                         "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
                         "max_steps": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_COUNT},
-                        "image_size": {"type": "integer", "minimum": 1, "maximum": 100_000}}}
+                        "image_size": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "per_category": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}}}
 
 RECORD = {"type": "object", "required": ["id", "success", "steps"],  # simeval.records.EpisodeRecord
           "properties": {"id": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
@@ -64,6 +65,10 @@ RESULTS = {"type": "object", "required": ["overall"],  # results.json and baseli
                           "baseline_of": _TEXT, "suite": {**SUITE, "type": ["object", "string"]},
                           "policy": _MAYBE_TEXT, "overall": _CELL, "by_dimension": _CELLS, "by_level": _CELLS,
                           "by_task": _CELLS, "by_family": _CELLS, "by_robot": _CELLS, "by_task_robot": _CELLS,
+                          "by_family_dimension": {"type": "object", "additionalProperties": _CELLS},
+                          "solvable": {"type": ["object", "null"], "required": ["known", "solvable", "unknown", "cell"],
+                                       "properties": {"known": _COUNT, "solvable": _COUNT, "unknown": _COUNT,
+                                                      "cell": _CELL}},
                           "grounding": {"type": "object",
                                         "properties": {"overall": _GROUNDING,
                                                        "by_task": {"type": "object", "additionalProperties": _GROUNDING},
@@ -71,6 +76,10 @@ RESULTS = {"type": "object", "required": ["overall"],  # results.json and baseli
                           "counts": {"type": "object",
                                      "properties": {"episodes": _COUNT, "successes": _COUNT, "errors": _COUNT,
                                                     "by_dimension": {"type": "object", "additionalProperties": _COUNT}}},
+                          "skipped": {"type": ["object", "null"],  # episodes left out (metrics.SCHEMA)
+                                      "required": ["episodes", "by_dimension", "reason"],
+                                      "properties": {"episodes": _COUNT, "reason": _TEXT,
+                                                     "by_dimension": {"type": "object", "additionalProperties": _COUNT}}},
                           "timing": {"type": "object"}, "versions": {"type": "object"}, "run": {"type": "object"}}}
 
 RUN_META = {"type": "object", "required": ["suite", "policy"],  # run.json (simeval.harness.prepare_dir)

@@ -10,7 +10,10 @@ Suite keys: ``name``, ``description``, ``tasks`` (list or ``all``), ``robots`` (
 variant), ``max_steps`` (optional override of the tasks' step limits), ``seed``, ``image_size``,
 ``world`` (``simeval``, the default, or a LIBERO benchmark such as ``libero_spatial``: see
 ``simeval.worlds``; there ``tasks`` are LIBERO's, the robot LIBERO's Panda, the variant ``nominal``
-and ``episodes`` the init states taken, the first N of each task's 50).
+and ``episodes`` the init states taken, the first N of each task's 50), or ``libero_plus``
+(LIBERO-Plus's perturbed variants: ``tasks`` are benchmarks or variants, ``perturbations`` categories,
+``per_category`` an optional seeded sample per benchmark and category, ``episodes`` the init states
+per variant, default 1: see ``simeval.suites_plus``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ MAX_EPISODES = 10_000  # per cell
 MAX_TOTAL = 1_000_000  # per suite: a bigger one is split, not held in memory as one list
 MAX_FILE_BYTES = 1_000_000
 KEYS = ("name", "description", "world", "tasks", "robots", "perturbations", "episodes", "max_steps", "seed",
-        "image_size")
+        "image_size", "per_category")
 
 
 class SuiteError(ValueError):
@@ -48,6 +51,9 @@ class EpisodeSpec:
 
 @dataclass
 class Suite:
+    """A suite as :func:`parse_suite` resolved it (names checked there); in world ``libero_plus``
+    ``tasks`` are variant tasks, ``perturbations`` categories and ``per_category`` the sample size."""
+
     name: str
     tasks: list[str]
     robots: list[str]
@@ -58,19 +64,47 @@ class Suite:
     image_size: int = 128
     description: str = ""
     world: str = "simeval"
+    per_category: int | None = None  # world libero_plus: variants sampled per (benchmark, category)
     source: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        from simeval.libero import plus
+        from simeval.worlds import LIBERO_PLUS, check_world
+
+        check_world(self.world)
+        if self.world == LIBERO_PLUS:
+            for task in self.tasks:
+                plus.get_variant(task)  # a one-line ValueError for a task that is not a variant
+        for key in ("episodes", "per_category"):
+            value = getattr(self, key)
+            if (value is not None or key == "episodes") and (not isinstance(value, int) or isinstance(value, bool)
+                                                             or value < 1):
+                raise ValueError(f"suite {self.name!r}: {key} must be an integer >= 1, got {value!r}")
+        if self.per_category is not None and self.world != LIBERO_PLUS:
+            raise ValueError(f"suite {self.name!r}: per_category samples LIBERO-Plus's variants; world "
+                             f"{self.world!r} has none (give world: {LIBERO_PLUS})")
+
     def to_dict(self) -> dict[str, Any]:
+        from simeval import suites_plus
+        from simeval.worlds import LIBERO_PLUS
+
         data = asdict(self)
         data.pop("source")
         if data["world"] == "simeval":  # a run.json of simeval's worlds reads as before worlds existed
             data.pop("world")
+        if data["per_category"] is None:  # nor of LIBERO's benchmarks, which never sample
+            data.pop("per_category")
+        if self.world == LIBERO_PLUS:
+            data["tasks"] = suites_plus.compact(self.tasks)
         return data
 
     def episode_specs(self) -> list[EpisodeSpec]:
-        """Every episode, in a fixed order: variant, task, robot, index."""
+        """Every episode, in a fixed order: variant, task, robot, index (in world ``libero_plus``:
+        the chosen variants in catalogue order, then robot, index)."""
         from simeval import worlds
 
+        if self.world == worlds.LIBERO_PLUS:
+            return self._plus_specs()
         specs = []
         for variant in self.perturbations:
             for task in self.tasks:
@@ -80,6 +114,19 @@ class Suite:
                         key = f"{self.name}/{task}-{robot}/{variant}/{i:04d}"
                         seed = worlds.episode_seed(self.world, self.seed, key)
                         specs.append(EpisodeSpec(key, task, robot, variant, seed, limit, i, self.world))
+        return specs
+
+    def _plus_specs(self) -> list[EpisodeSpec]:
+        from simeval import suites_plus, worlds
+
+        specs = []
+        for variant in suites_plus.select(self.tasks, self.perturbations, self.per_category, self.seed):
+            limit, cell = self.max_steps or worlds.max_steps(self.world, variant.task), suites_plus.label(variant)
+            for robot in self.robots:
+                for i in range(self.episodes):
+                    key = f"{self.name}/{variant.task}-{robot}/{cell}/{i:04d}"
+                    seed = worlds.episode_seed(self.world, self.seed, key)
+                    specs.append(EpisodeSpec(key, variant.task, robot, cell, seed, limit, i, self.world))
         return specs
 
 
@@ -123,8 +170,7 @@ def _key_lines(node) -> dict[str, int]:
 
 def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] | None = None) -> Suite:
     """Validate a suite mapping; every error names the file, the line and the key."""
-    from envs.perturbations import DIMENSIONS, parse_variant
-    from simeval import worlds
+    from simeval import suites_plus, worlds
 
     lines = lines or {}
 
@@ -158,9 +204,63 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
     world = data.get("world", worlds.SIMEVAL)
     if not isinstance(world, str) or world not in worlds.worlds():
         raise fail("world", f"unknown world {_short(world)}; valid worlds: {', '.join(worlds.worlds())}")
-    tasks = names("tasks", worlds.task_names(world))
+    plus_world = world == worlds.LIBERO_PLUS
+    tasks = suites_plus.parse_tasks(data["tasks"], fail) if plus_world else names("tasks", worlds.task_names(world))
     robots = names("robots", worlds.robots(world))
-    raw = data["perturbations"]
+    variants = (suites_plus.parse_perturbations if plus_world else _variants)(data["perturbations"], fail)
+    ints = {}
+    for key, default, low, high in (("episodes", 1 if plus_world else 10, 1, MAX_EPISODES), ("seed", 0, 0, 2**31 - 1),
+                                    ("image_size", 128, 16, 1024)):
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise fail(key, f"must be an integer within {low}..{high}, got {_short(value)}")
+        ints[key] = value
+    per_category = data.get("per_category")
+    if per_category is not None and not plus_world:
+        raise fail("per_category", f"samples LIBERO-Plus's variants, so it applies to world {worlds.LIBERO_PLUS} only "
+                                   f"(this suite's world is {world})")
+    if per_category is not None and (not isinstance(per_category, int) or isinstance(per_category, bool)
+                                     or not 1 <= per_category <= MAX_EPISODES):
+        raise fail("per_category", f"must be an integer within 1..{MAX_EPISODES} (variants per benchmark and "
+                                   f"category) or null for every variant, got {_short(per_category)}")
+    cells = len(variants) * len(tasks)
+    if plus_world:
+        chosen = suites_plus.select(tasks, variants, per_category, ints["seed"])
+        if not chosen:
+            raise fail("perturbations", f"none of the suite's tasks is a variant of {', '.join(variants)[:200]}")
+        cells, tasks_run, whose = len(chosen), [v.task for v in chosen], "LIBERO-Plus's variants"
+    elif world != worlds.SIMEVAL:
+        if variants != ["nominal"]:
+            raise fail("perturbations", f"world {world} runs LIBERO's nominal scenes only: give [nominal]")
+        tasks_run, whose = tasks, "LIBERO's tasks"
+    if world != worlds.SIMEVAL:
+        most = min(worlds.max_episodes(world, t) for t in tasks_run)
+        if ints["episodes"] > most:
+            raise fail("episodes", f"{ints['episodes']} episodes per task, but {whose} have {most} init states")
+    max_steps = data.get("max_steps")
+    if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
+                                  or not 1 <= max_steps <= 100_000):
+        raise fail("max_steps", f"must be an integer within 1..100000 or null, got {_short(max_steps)}")
+    total = cells * len(robots) * ints["episodes"]
+    if total > MAX_TOTAL:
+        raise fail("episodes", f"the suite has {total:,} episodes, more than the {MAX_TOTAL:,} one run takes; "
+                               f"split it into several suites")
+    name = data["name"]
+    if not isinstance(name, str) or not name or "/" in name or len(name) > 100 or not name.isprintable():
+        # it names the run directory and every episode id: a newline or NUL there breaks both
+        raise fail("name", f"must be a non-empty string of at most 100 printable characters (no newline, tab "
+                           f"or other control character), without '/'; got {_short(name)}")
+    description = data.get("description", "")
+    if not isinstance(description, (str, type(None))):
+        raise fail("description", f"must be a string, got {type(description).__name__}")
+    return Suite(name=name, tasks=tasks, robots=robots, perturbations=variants, max_steps=max_steps,
+                 description=description or "", world=world, per_category=per_category, source=str(path), **ints)
+
+
+def _variants(raw: Any, fail) -> list[str]:
+    """``perturbations`` of simeval's worlds (and LIBERO's): variants, ranges expanded, each once."""
+    from envs.perturbations import DIMENSIONS, parse_variant
+
     if not isinstance(raw, list) or not raw:
         raise fail("perturbations", "must be a non-empty list of variants such as 'nominal' or 'camera:3'")
     expanded: list[tuple[str, str]] = []  # (variant, the entry it came from)
@@ -177,37 +277,7 @@ def parse_suite(data: Any, path: Path | str = "<suite>", lines: dict[str, int] |
     if twice:
         sources = [f"{v} (from {', '.join(repr(e) for w, e in expanded if w == v)})" for v in twice]
         raise fail("perturbations", f"variant {'; '.join(sources)} given more than once; name each once")
-    ints = {}
-    for key, default, low, high in (("episodes", 10, 1, MAX_EPISODES), ("seed", 0, 0, 2**31 - 1),
-                                    ("image_size", 128, 16, 1024)):
-        value = data.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise fail(key, f"must be an integer within {low}..{high}, got {_short(value)}")
-        ints[key] = value
-    if world != worlds.SIMEVAL:
-        if variants != ["nominal"]:
-            raise fail("perturbations", f"world {world} runs LIBERO's nominal scenes only: give [nominal]")
-        most = min(worlds.max_episodes(world, t) for t in tasks)
-        if ints["episodes"] > most:
-            raise fail("episodes", f"{ints['episodes']} episodes per task, but LIBERO's tasks have {most} init states")
-    max_steps = data.get("max_steps")
-    if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
-                                  or not 1 <= max_steps <= 100_000):
-        raise fail("max_steps", f"must be an integer within 1..100000 or null, got {_short(max_steps)}")
-    total = len(variants) * len(tasks) * len(robots) * ints["episodes"]
-    if total > MAX_TOTAL:
-        raise fail("episodes", f"the suite has {total:,} episodes, more than the {MAX_TOTAL:,} one run takes; "
-                               f"split it into several suites")
-    name = data["name"]
-    if not isinstance(name, str) or not name or "/" in name or len(name) > 100 or not name.isprintable():
-        # it names the run directory and every episode id: a newline or NUL there breaks both
-        raise fail("name", f"must be a non-empty string of at most 100 printable characters (no newline, tab "
-                           f"or other control character), without '/'; got {_short(name)}")
-    description = data.get("description", "")
-    if not isinstance(description, (str, type(None))):
-        raise fail("description", f"must be a string, got {type(description).__name__}")
-    return Suite(name=name, tasks=tasks, robots=robots, perturbations=variants, max_steps=max_steps,
-                 description=description or "", world=world, source=str(path), **ints)
+    return variants
 
 
 def _duplicates(values: list[str]) -> list[str]:

@@ -7,21 +7,35 @@
   Panda, the nominal scenes, 50 fixed init states per task, and openpi's protocol (the init state is
   the episode's index; every episode of a task runs under the suite's seed, as openpi seeds each
   task's env once).
+- ``libero_plus``: LIBERO-Plus's 10,030 perturbed variants of LIBERO's four suites
+  (``simeval.libero.plus``), in the same side environment: a task is ``<benchmark>/<variant name>``,
+  its step limit and results family are its benchmark's, its init states its base task's.
 
-Suites, the runner and the CLI ask here; nothing else branches on the world.
+Suites, the runner and the CLI ask here; nothing else branches on the world (how a ``libero_plus``
+suite picks its variants is ``simeval.suites_plus``). :func:`unrunnable` names the episodes this
+machine cannot run, which a run skips.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Sequence
 
-from simeval.libero import catalog
+from simeval.libero import catalog, plus
+
+if TYPE_CHECKING:
+    from simeval.suites import EpisodeSpec
 
 SIMEVAL = "simeval"
+LIBERO_PLUS = plus.WORLD
+PLUS_INIT_STATES = 50  # a variant with its own init-state file (layout): at most LIBERO's 50, the worker refuses more
 
 
 def worlds() -> list[str]:
-    return [SIMEVAL, *catalog.benchmarks()]
+    return [SIMEVAL, *catalog.benchmarks(), LIBERO_PLUS]
 
 
 def check_world(world: str) -> str:
@@ -31,7 +45,8 @@ def check_world(world: str) -> str:
 
 
 def is_libero(world: str) -> bool:
-    return world != SIMEVAL and catalog.is_benchmark(world)
+    """Whether the world runs in LIBERO's side environment (LIBERO's benchmarks and LIBERO-Plus)."""
+    return world == LIBERO_PLUS or (world != SIMEVAL and catalog.is_benchmark(world))
 
 
 def task_names(world: str) -> list[str]:
@@ -39,6 +54,8 @@ def task_names(world: str) -> list[str]:
         from envs.tasks.library import TASKS
 
         return [t.name for t in TASKS]
+    if world == LIBERO_PLUS:
+        return [v.task for v in plus.all_variants()]  # LIBERO-Plus's order, benchmark by benchmark
     return [t.name for t in catalog.tasks(world)]
 
 
@@ -55,12 +72,33 @@ def max_steps(world: str, task: str) -> int:
         from envs.tasks.library import get_task
 
         return get_task(task).max_steps
+    if world == LIBERO_PLUS:
+        return plus.max_steps(plus.get_variant(task).benchmark)
     return catalog.max_steps(world)
 
 
 def max_episodes(world: str, task: str) -> int | None:
     """The most episodes a cell of ``task`` can have (LIBERO: its init states); None: no limit."""
-    return None if world == SIMEVAL else catalog.get_task(world, task).init_states
+    if world == SIMEVAL:
+        return None
+    if world == LIBERO_PLUS:
+        return plus_init_states(task)
+    return catalog.get_task(world, task).init_states
+
+
+def plus_init_states(task: str) -> int:
+    """A LIBERO-Plus variant's init states: its base task's (LIBERO-Plus loads them for every variant
+    but the layouts, whose own files simeval does not know: at most :data:`PLUS_INIT_STATES`)."""
+    variant = plus.get_variant(task)
+    base = None if variant.category == "layout" else _base_task(variant.benchmark, variant.name)
+    return base.init_states if base is not None else PLUS_INIT_STATES
+
+
+@lru_cache(maxsize=None)
+def _base_task(benchmark: str, name: str) -> "catalog.LiberoTask | None":
+    """The LIBERO task a variant name starts with (``<task>_view_...``, ``<task>_light_3`` ...)."""
+    found = [t for t in catalog.tasks(benchmark) if name.startswith(t.name + "_")]
+    return max(found, key=lambda t: len(t.name)) if found else None
 
 
 def family(world: str, task: str) -> str:
@@ -69,6 +107,8 @@ def family(world: str, task: str) -> str:
         from envs.tasks.library import get_task
 
         return get_task(task).family
+    if world == LIBERO_PLUS:
+        return plus.get_variant(task).benchmark
     return world
 
 
@@ -92,15 +132,57 @@ def episode_seed(world: str, suite_seed: int, episode_id: str) -> int:
 
 def resolve_tasks(world: str, given: list[str]) -> list[str]:
     """``--tasks`` entries as task names: a name, or (in a LIBERO world, whose names are long) the
-    task's index in its benchmark; a one-line ``ValueError`` naming the valid ones otherwise."""
+    task's index in its benchmark (in ``libero_plus``: in ``simeval list tasks --world libero_plus``, or
+    a benchmark's name for all its variants); a one-line ``ValueError`` naming the valid ones otherwise."""
     names = task_names(world)
+    known = set(names)
     out = []
     for entry in given:
-        if entry in names:
+        if entry in known:
             out.append(entry)
+        elif world == LIBERO_PLUS and entry in plus.BENCHMARKS:
+            out += [v.task for v in plus.variants(entry)]
         elif world != SIMEVAL and entry.isdigit() and int(entry) < len(names):
             out.append(names[int(entry)])
         else:
-            hint = f"a task name or an index 0..{len(names) - 1}" if world != SIMEVAL else ", ".join(names)
+            hint = ", ".join(names) if world == SIMEVAL else f"a task name or an index 0..{len(names) - 1}"
+            if world == LIBERO_PLUS:
+                hint = f"<benchmark>/<variant name>, a benchmark ({', '.join(plus.BENCHMARKS)}) or an index " \
+                       f"0..{len(names) - 1}"
             raise ValueError(f"unknown task {entry[:120]}; valid tasks of world {world}: {hint}")
     return out
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Episodes a run leaves out because this machine cannot run them: never run, never recorded,
+    never counted as failures; the run says so in one line and in results.json's ``skipped``."""
+
+    ids: frozenset[str]
+    by_dimension: dict[str, int]  # episodes per dimension, in canonical order
+    reason: str
+
+    @property
+    def episodes(self) -> int:
+        return len(self.ids)
+
+    def line(self, total: int) -> str:
+        """``simeval: skipping 60 of 140 episodes (light 20, background 20, layout 20): <reason>``."""
+        counts = ", ".join(f"{d} {n}" for d, n in self.by_dimension.items())
+        return f"simeval: skipping {self.episodes} of {total} episodes ({counts}): {self.reason}"
+
+    def to_dict(self) -> dict:
+        """results.json's ``skipped``."""
+        return {"episodes": self.episodes, "by_dimension": dict(self.by_dimension), "reason": self.reason}
+
+
+def unrunnable(specs: Sequence["EpisodeSpec"]) -> Skip | None:
+    """The episodes of ``specs`` this machine cannot run (None when it can run them all): LIBERO-Plus's
+    light, background and layout variants while its asset archive is not set up (``plus.assets_problem``)."""
+    needing = [s for s in specs if s.world == LIBERO_PLUS and plus.get_variant(s.task).needs_assets]
+    reason = plus.assets_problem() if needing else None
+    if reason is None:
+        return None
+    counts = Counter(plus.get_variant(s.task).category for s in needing)
+    by_dimension = {c: counts[c] for c in plus.CATEGORIES if counts[c]}
+    return Skip(frozenset(s.id for s in needing), by_dimension, " ".join(str(reason).split()))

@@ -130,8 +130,9 @@ def test_build_results_schema():
                         versions={"simeval": "0.1.0"})
     assert res["schema"] == SCHEMA_ID == "simeval.results/1"
     assert list(res) == ["schema", "suite", "policy", "overall", "grounding", "by_dimension", "by_level", "by_task",
-                         "by_family", "by_robot",
-                         "by_task_robot", "counts", "timing", "versions", "run"]
+                         "by_family", "by_family_dimension", "by_robot",
+                         "by_task_robot", "counts", "solvable", "skipped", "timing", "versions", "run"]
+    assert res["skipped"] is None  # nothing was left out
     assert all(f"{key} " in SCHEMA for key in res)  # the documented layout names every key
     assert json.loads(json.dumps(res)) == res
 

@@ -111,10 +111,11 @@ def test_cells_of_variants():
 
 
 def test_cell_names_round_trip():
-    for cell in (("nominal", 0), ("camera", 3), ("camera+light", 2), ("robot_init", 5)):
+    for cell in (("nominal", 0), ("camera", 3), ("camera+light", 2), ("robot_init", 5), ("camera", 0)):
         assert split_cell_key(cell_key(*cell)) == cell
     assert cell_key("camera", 3) == "camera:3" and cell_key("nominal", 0) == "nominal"
-    for bad in ("camera", "camera:x", ""):
+    assert cell_key("camera", 0) == "camera"  # a LIBERO-Plus variant without a level: its dimension, not nominal
+    for bad in ("gravity", "camera:x", ""):
         with pytest.raises(ValueError, match="not a cell name"):
             split_cell_key(bad)
 

@@ -154,12 +154,23 @@ def _overlay(dest: Path, source: Path) -> None:
                 target.symlink_to(Path(folder) / name)
 
 
+def check_source(source: Path) -> Path:
+    """The archive's path, absolute, once it is a zip file or a folder (read only)."""
+    from simeval.libero.sideenv import LiberoSetupError
+
+    source = Path(source).expanduser().absolute()
+    if not (source.is_dir() or zipfile.is_zipfile(source)):
+        raise LiberoSetupError(f"--plus-assets {source}: not a zip file or a folder; pass LIBERO-Plus's assets.zip "
+                               f"or the folder it extracts to")
+    return source
+
+
 def install_archive(env, source: Path, say=lambda line: None) -> dict:
     """Install LIBERO-Plus's asset archive (a zip, or its extracted folder; never modified) into the side env:
     checked to hold every ``required`` file before anything is replaced; returns what was recorded."""
     from simeval.libero.sideenv import LiberoSetupError
 
-    source = Path(source).expanduser().absolute()
+    source = check_source(source)
     wanted = required(env)
     home = plus_home(env)
     home.mkdir(parents=True, exist_ok=True)
@@ -167,7 +178,7 @@ def install_archive(env, source: Path, say=lambda line: None) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     if source.is_dir():
         tree, sha = source, None
-    elif zipfile.is_zipfile(source):
+    else:
         say(f"simeval:   extracting {source.name} (sha256 computed as it is read)")
         sha = _sha256(source)
         tree = home / "archive.simeval-tmp"
@@ -177,9 +188,6 @@ def install_archive(env, source: Path, say=lambda line: None) -> dict:
                 z.extractall(tree)  # zipfile drops '..' and absolute parts of member names
         except (OSError, zipfile.BadZipFile) as err:
             raise LiberoSetupError(f"--plus-assets {source}: unreadable zip ({err}); pass LIBERO-Plus's assets.zip")
-    else:
-        raise LiberoSetupError(f"--plus-assets {source}: not a zip file or a folder; pass LIBERO-Plus's assets.zip "
-                               f"or the folder it extracts to")
     root = _root_of(tree, wanted)
     missing = [n for n in wanted if not (root / n).is_file()]
     if missing:

@@ -371,6 +371,7 @@ def ensure_side_env(home: Path | None = None, assets: Path | None = None,
     if (why_not := plus_setup.magickwand_problem()) is not None:
         raise LiberoSetupError(why_not)
     if plus_assets is not None:
+        plus_assets = plus_setup.check_source(plus_assets)
         ensure_side_env(env.home, assets, announce, progress, requirements=requirements, manifest=manifest,
                         wheels=wheels)
         with _locked(env.home):

@@ -64,6 +64,7 @@ class LiberoWorlds:
         self._procs: dict[str, tuple[subprocess.Popen, socket.socket]] = {}  # flavour -> its side process
         self._flavour: dict[int, str] = {}  # slot -> the flavour of its episode
         self._instruction: dict[int, str] = {}  # slot -> its task's instruction, as openpi's client sends it
+        self.last_built: bool | None = None
 
     def _start(self, flavour: str) -> None:
         from simeval.libero.sideenv import ensure_side_env
@@ -116,6 +117,8 @@ class LiberoWorlds:
         if flavour not in self._procs:
             self._start(flavour)
         answer = self._exchange(flavour, message)
+        if isinstance(command, Reset):  # LIBERO-Plus: whether that reset built its env (False: shared)
+            self.last_built = answer.get("built")
         if isinstance(command, Reset) and answer.get("instruction"):  # LIBERO-Plus: the variant's own
             self._instruction[slot] = answer["instruction"]
         return self._reply(slot, answer, isinstance(command, Reset))
