@@ -5,8 +5,9 @@
 
 The sample (stated, seeded): from ``--benchmark`` (default libero_spatial), ``--per-category`` variants
 (default 2) of each of ``--categories`` (default camera, robot_init, language, noise; the ones that need no
-asset archive), drawn by ``random.Random(f"{seed}/{benchmark}/{category}").sample`` over
-``simeval.libero.plus.variants`` (LIBERO-Plus's order), seed ``--seed`` (default 7), kept in catalogue order.
+asset archive), seed ``--seed`` (default 7), picked as a ``libero_plus`` suite with ``per_category`` picks
+them (``simeval.suites_plus.select``: ``random.Random(f"{seed}/{benchmark}/{category}").sample`` over
+``simeval.libero.plus.variants``, LIBERO-Plus's order), kept in catalogue order.
 
 The same variants, each once from init state 0 with the probe policy (``envs/libero/probe_policy.py``):
 
@@ -33,7 +34,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -55,16 +55,12 @@ SEED = 7
 
 
 def sample(benchmark: str, categories: list[str], per_category: int, seed: int) -> list:
-    """``per_category`` variants of each category, seeded per (benchmark, category), in catalogue order."""
+    """``per_category`` variants of each category, as a ``libero_plus`` suite samples them (one mechanism:
+    ``suites_plus.select``, seeded per (benchmark, category)), in catalogue order."""
+    from simeval import suites_plus
     from simeval.libero import plus
 
-    chosen = set()
-    everything = plus.variants(benchmark)
-    for category in categories:
-        pool = [v for v in everything if v.category == category]
-        rng = random.Random(f"{seed}/{benchmark}/{category}")
-        chosen.update(v.task for v in rng.sample(pool, min(per_category, len(pool))))
-    return [v for v in everything if v.task in chosen]
+    return suites_plus.select([v.task for v in plus.variants(benchmark)], categories, per_category, seed)
 
 
 def episode_name(variant) -> str:
@@ -237,7 +233,8 @@ def main() -> None:
     print(f"end: {end_load}")
     report = {"args": vars(args), "cpu_count": os.cpu_count(), "load_at_start": start_load, "load_at_end": end_load,
               "sample": [{"task": v.task, "category": v.category, "level": v.level} for v in variants],
-              "sample_rule": "random.Random(f'{seed}/{benchmark}/{category}').sample over simeval.libero.plus.variants",
+              "sample_rule": "simeval.suites_plus.select (a libero_plus suite's per_category): "
+                             "random.Random(f'{seed}/{benchmark}/{category}') over simeval.libero.plus.variants",
               "reload_policy": "a stand-in: the loop sleeps --reload-policy-s per variant (wall, no CPU), no model",
               "cpu_accounting": "getrusage user+sys: loop = RUSAGE_CHILDREN delta across its subprocess; simeval = "
                                 "RUSAGE_SELF delta + RUSAGE_CHILDREN delta across execute()",
