@@ -1,6 +1,6 @@
 """LIBERO-Plus through simeval's side worker against LIBERO-Plus's own loop, and the set-up of its asset archive.
 
-The reference is ``scripts/libero_plus_loop.py`` (a fresh ``OffScreenRenderEnv`` per variant, seed 7, reset,
+The reference is ``scripts/libero_plus_start.py`` (a fresh ``OffScreenRenderEnv`` per variant, seed 7, reset,
 set_init_state(init 0), 10 wait steps, every camera rendered). simeval's worker renders on demand, resets
 softly, runs the wrapper's noise on placeholder images and shares one env among a task's noise and language
 variants: its states and its decision frames must still be LIBERO-Plus's, bit for bit. Skipped where the
@@ -80,7 +80,7 @@ def _episode(task: str, trace: Path, before: str | None = None) -> tuple[dict, l
 def _loop(tmp_path: Path, *tasks: str) -> tuple[dict, list]:
     out = tmp_path / "loop"
     out.mkdir()
-    subprocess.run([str(SIDE.python), str(REPO / "scripts" / "libero_plus_loop.py"), "--out", str(out), *tasks],
+    subprocess.run([str(SIDE.python), str(REPO / "scripts" / "libero_plus_start.py"), "--out", str(out), *tasks],
                    env=SIDE.environ(plus=True), check=True, capture_output=True, timeout=600)
     return json.loads((out / "summary.json").read_text()), [np.load(out / f"{i}.npz") for i in range(len(tasks))]
 

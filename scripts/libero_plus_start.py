@@ -1,4 +1,7 @@
-"""LIBERO-Plus's own loop, written the obvious way (the reference simeval's plus worker is tested against).
+"""The start of a LIBERO-Plus episode as LIBERO-Plus's own code makes it, recorded for the side tests.
+
+What ``tests/test_libero_plus_side.py`` holds simeval's plus worker to, step by step (the whole
+episode, with a policy, is ``scripts/libero_plus_obvious_loop.py``).
 
 Runs in LIBERO's side environment with LIBERO-Plus's config (``SideEnv.environ(plus=True)``): per variant a
 fresh ``OffScreenRenderEnv`` on its BDDL path, ``seed(7)``, ``reset``, ``set_init_state`` with LIBERO-Plus's
@@ -6,7 +9,7 @@ own ``get_task_init_states``, ``--wait`` steps of ``[0]*6 + [-1]`` with every ca
 variant, the simulator states (after set_init_state and each step), the last agentview and wrist images
 (upright), the robot's joint positions after set_init_state and after the steps, and the env's instruction.
 
-    python scripts/libero_plus_loop.py --out DIR BENCHMARK/VARIANT ...
+    python scripts/libero_plus_start.py --out DIR BENCHMARK/VARIANT ...
 """
 
 from __future__ import annotations
