@@ -49,6 +49,7 @@ import os
 import socket
 import sys
 import traceback
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -360,6 +361,9 @@ def main() -> None:
     if FLAVOUR not in PACKAGES:
         raise SystemExit(f"worker.py: flavour {FLAVOUR!r}; valid: {', '.join(PACKAGES)}")
     _import_libero()
+    # LIBERO-Plus's noise calls numpy's deprecated binary fromstring on every motion-blurred frame: numpy
+    # warns once per process on the user's terminal about code neither the user nor simeval can change
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"liberoplus\.")
     wire.send(sock, {"ready": True, "pid": os.getpid()})
     try:
         serve(sock)
