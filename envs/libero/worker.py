@@ -28,8 +28,16 @@ An episode runs exactly as openpi's LIBERO example runs it: one ``OffScreenRende
   this worker replays the resets of the episodes it skipped (no steps), so every episode is the
   same whichever worker runs it and in which order.
 
-Imports: the standard library, numpy and LIBERO only (never simeval), as the side environment has
-nothing else that simeval uses.
+**LIBERO-Plus** (``worker.py FD plus``): the same loop with ``liberoplus`` imported instead of
+``libero`` (both register robosuite classes under the same names: one package per process). A
+variant's env is LIBERO-Plus's ``OffScreenRenderEnv`` on the variant's BDDL path, whose name its
+``ControlEnv`` parses (camera, robot class, image noise); its wrapper's noise runs in every step and
+reset exactly as in LIBERO-Plus's loop, on the placeholder image where nothing is rendered (the
+draws from ``np.random`` do not depend on the image). Variants that share a model (``plus_side``:
+noise and language variants of one task) share one env; the reply's ``instruction`` is the variant's.
+
+Imports: the standard library, numpy and LIBERO (or LIBERO-Plus) only (never simeval), as the side
+environment has nothing else that simeval uses.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-import privileged  # the sibling modules: this script's directory is sys.path[0]
+import plus_side  # the sibling modules: this script's directory is sys.path[0]
+import privileged
 import wire
 
 CAMERA_NAMES = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}  # simeval's name -> LIBERO's
@@ -53,6 +62,8 @@ ENVS_PER_SLOT = 1  # a LIBERO env holds its meshes and a GL context: one per slo
 MAX_PLACEMENT_TRIES = 1000  # LIBERO retries a failed random placement without end
 TRACE = "SIMEVAL_LIBERO_TRACE"  # a directory: every episode's per-step simulator states go there (fidelity tests)
 NATIVE = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+PACKAGES = {"libero": "libero.libero", "plus": "liberoplus.liberoplus"}  # flavour -> the package it imports
+FLAVOUR = "libero"  # main() sets it from argv[2]
 
 
 class Gate:
@@ -71,10 +82,13 @@ class World:
     """One LIBERO task's env, its camera gates and its place in the placement draws."""
 
     def __init__(self, bddl: str, size: int) -> None:
-        import mujoco
-        from libero.libero.envs import OffScreenRenderEnv
+        import importlib
 
-        self.env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=size, camera_widths=size)
+        import mujoco
+
+        envs = importlib.import_module(PACKAGES[FLAVOUR] + ".envs")
+        self.env = envs.OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=size, camera_widths=size)
+        self.bddl = bddl  # the variant it is set up for now (LIBERO-Plus envs are shared: plus_side.switch)
         inner = self.env.env
         inner.hard_reset = False  # the cheap reset (see the module docstring)
         # what every hard reset starts from: the compiled XML's body poses, and the property samplers
@@ -103,12 +117,18 @@ class World:
             inner.object_property_initializers.extend(self.samplers_per_load)  # as a model load does
             inner.sim.model.body_pos[:], inner.sim.model.body_quat[:] = self.body_pos, self.body_quat
             try:
-                inner.reset()
+                obs = inner.reset()
                 break
             except RandomizationError:
                 continue
         else:
             raise RuntimeError(f"no valid placement in {MAX_PLACEMENT_TRIES} tries")
+        # the wrapper's own reset on that observation: LIBERO-Plus's noise draws here (LIBERO's does nothing)
+        inner.reset = lambda: obs
+        try:
+            self.env.reset()
+        finally:
+            del inner.reset
         for robot in self.env.env.robots:  # what a rebuilt gripper model starts with
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
         self.draws += 1
@@ -124,9 +144,12 @@ class World:
         finally:
             self.rng = np.random.get_state()
 
-    def start(self, seed: int, init: np.ndarray, draw: int) -> dict:
-        """Reset onto ``init`` as the ``draw``-th episode after ``seed`` (0 = the first)."""
+    def start(self, seed: int, init: np.ndarray, draw: int, bddl: str) -> dict:
+        """Reset onto ``init`` as the ``draw``-th episode after ``seed`` (0 = the first) of ``bddl``'s variant."""
         with self._own_rng():
+            if bddl != self.bddl:  # another variant of the same model: as freshly built for it
+                plus_side.switch(self.env, bddl)
+                self.bddl, self.seed = bddl, None
             if self.seed != seed or self.draws > draw:  # start over as a freshly built env
                 self.env.seed(seed)
                 self.env.env.object_property_initializers[:] = self.samplers_per_load
@@ -163,8 +186,14 @@ class Server:
         self.worlds: dict[int, OrderedDict[tuple, World]] = {}
         self.running: dict[int, dict[str, Any]] = {}
         self._inits: dict[tuple[str, str], np.ndarray] = {}
+        self.built = False  # whether the last reset built its env
 
     def _paths(self, benchmark: str, task: dict) -> tuple[str, np.ndarray]:
+        if FLAVOUR == "plus":
+            key = (benchmark, task["name"])
+            if key not in self._inits:
+                self._inits[key] = plus_side.paths(benchmark, task)
+            return self._inits[key]
         from libero.libero import get_libero_path
 
         bddl = os.path.join(get_libero_path("bddl_files"), task["problem_folder"], task["bddl_file"])
@@ -178,22 +207,25 @@ class Server:
 
     def _world(self, slot: int, message: dict) -> tuple[World, np.ndarray]:
         bddl, inits = self._paths(message["benchmark"], message["task"])
-        key = (bddl, message["image_size"])
+        key = (plus_side.model_key(bddl) if FLAVOUR == "plus" else bddl, message["image_size"])
         cache = self.worlds.setdefault(slot, OrderedDict())
-        if key not in cache:
+        if key in cache and cache[key].bddl != bddl and not plus_side.shares_model(cache[key].bddl, bddl):
+            key = (bddl, message["image_size"])  # a language rewrite whose BDDL differs in more than its words
+        self.built = key not in cache
+        if self.built:
             while len(cache) >= ENVS_PER_SLOT:
                 cache.popitem(last=False)[1].close()
             cache[key] = World(bddl, message["image_size"])
         cache.move_to_end(key)
-        return cache[key], inits
+        return cache[key], inits, bddl
 
     def reset(self, message: dict) -> dict:
         slot = message["slot"]
-        world, inits = self._world(slot, message)
+        world, inits, bddl = self._world(slot, message)
         index = message["init"]
         if not 0 <= index < len(inits):
             raise ValueError(f"init state {index} of task {message['task']['name']}: it has {len(inits)}")
-        world.start(message["seed"], inits[index], index)
+        world.start(message["seed"], inits[index], index, bddl)
         wait, cams = message["wait_steps"], tuple(message["cameras"])
         video = ("agentview",) if message["frames"] else ()
         trace = [world.env.get_sim_state().copy()] if os.environ.get(TRACE) else None
@@ -211,7 +243,11 @@ class Server:
                               "video": video, "per_step": message["per_step"], "trace": trace,
                               "privileged": bool(message.get("privileged")),
                               "name": f"{message['benchmark']}__{message['task']['name']}__{index:02d}"}
-        return self._reply(slot, obs, cams, frames, steps=0, success=False, truncated=False)
+        reply = self._reply(slot, obs, cams, frames, steps=0, success=False, truncated=False)
+        if FLAVOUR == "plus":
+            reply["instruction"] = plus_side.instruction(message["benchmark"], bddl)
+            reply["built"] = self.built  # a new env (False: a shared one switched to this variant)
+        return reply
 
     def chunk(self, message: dict) -> dict:
         slot = message["slot"]
@@ -277,14 +313,18 @@ def serve(sock: socket.socket) -> None:
 
 
 def _import_libero() -> None:
-    """Import LIBERO (seconds, once) with stderr held back: robosuite warns there at every import
-    about a private macro file it does not need. The warnings are shown only if the import fails."""
+    """Import LIBERO or LIBERO-Plus (seconds, once) with stderr held back: robosuite warns there at every
+    import about a private macro file it does not need (and gym that it is old). The warnings are shown
+    only if the import fails."""
+    import importlib
     import tempfile
 
     saved, held = os.dup(2), tempfile.TemporaryFile()
     os.dup2(held.fileno(), 2)
     try:
-        import libero.libero.envs  # noqa: F401
+        importlib.import_module(PACKAGES[FLAVOUR] + ".envs")
+        if FLAVOUR == "plus":
+            importlib.import_module(PACKAGES[FLAVOUR] + ".benchmark")
         import torch  # noqa: F401  (the init states are torch pickles)
     except BaseException:
         os.dup2(saved, 2)
@@ -297,7 +337,11 @@ def _import_libero() -> None:
 
 
 def main() -> None:
+    global FLAVOUR
     sock = socket.socket(fileno=int(sys.argv[1]))
+    FLAVOUR = sys.argv[2] if len(sys.argv) > 2 else "libero"
+    if FLAVOUR not in PACKAGES:
+        raise SystemExit(f"worker.py: flavour {FLAVOUR!r}; valid: {', '.join(PACKAGES)}")
     _import_libero()
     wire.send(sock, {"ready": True, "pid": os.getpid()})
     try:

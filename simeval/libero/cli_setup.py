@@ -17,6 +17,10 @@ def add_setup_parser(sub: argparse._SubParsersAction) -> None:
     setup.add_argument("--assets", type=Path, default=None, metavar="DIR",
                        help="the assets folder of a LIBERO checkout to use (verified, linked, never modified) "
                             "instead of downloading LIBERO's assets")
+    setup.add_argument("--plus-assets", type=Path, default=None, metavar="PATH",
+                       help="LIBERO-Plus's asset archive (its assets.zip from the Hugging Face hub, or the folder it "
+                            "extracts to) to install for the light, background and layout variants (checked, "
+                            "never modified; its sha256 is recorded)")
     setup.add_argument("--check", action="store_true", help="verify an existing set-up fully (every asset's hash, "
                                                             "the import); builds nothing")
 
@@ -40,15 +44,16 @@ def _size(n: int) -> str:
 def cmd_setup(args: argparse.Namespace) -> int:
     from simeval.libero import sideenv
 
-    if args.check and args.assets is not None:
-        raise ValueError("--check verifies the set-up as it is; leave out --assets (or drop --check to link them)")
+    if args.check and (args.assets is not None or args.plus_assets is not None):
+        raise ValueError("--check verifies the set-up as it is; leave out --assets and --plus-assets (or drop "
+                         "--check to install them)")
     if args.check:
         env = sideenv.check_side_env(args.home)
         print(f"simeval: LIBERO's side environment is complete: {len(sideenv.read_manifest())} assets verified, "
               f"LIBERO imports")
     else:
         try:
-            env = sideenv.ensure_side_env(args.home, args.assets)
+            env = sideenv.ensure_side_env(args.home, args.assets, plus_assets=args.plus_assets)
         except KeyboardInterrupt:  # not main()'s message about episodes
             print("\nsimeval: interrupted; simeval setup libero resumes where this stopped", file=sys.stderr)
             return 130
@@ -57,4 +62,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
           f"on disk{linked})")
     print(f"  python: {env.python}")
     print(f"  LIBERO_CONFIG_PATH={env.config_dir}")
+    plus_why = sideenv.plus_assets_problem(env.home)
+    print(f"  LIBERO-Plus: camera, robot, language and noise variants ready; light, background and layout: "
+          f"{'ready' if plus_why is None else plus_why}")
     return 0

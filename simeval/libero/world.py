@@ -8,6 +8,11 @@ answer into the pool's :class:`~simeval.pools.commands.Reply` and images. A whol
 message each way, so the hop costs once per policy decision, not once per step. Everything above
 the worker (the runner, records, resume, faults, Ray) sees a LIBERO slot like any other.
 
+LIBERO-Plus's variants (world ``libero_plus``) run in a second side process of the same side
+environment, ``worker.py FD plus``, which imports ``liberoplus`` instead of ``libero`` (the two
+register robosuite classes under the same names); its reset replies carry the variant's instruction
+(a language variant's is rewritten), which is what the policy is sent.
+
 If the side process dies, the worker dies with it (:class:`WorldLost`): the pool replaces the
 worker and the runner re-runs its episodes, as for any worker death.
 """
@@ -26,7 +31,7 @@ from scipy.spatial.transform import Rotation
 
 from envs.libero import wire
 from envs.robots.base import R_DOWN
-from simeval.libero import catalog
+from simeval.libero import catalog, plus
 
 WORKER = Path(__file__).resolve().parents[2] / "envs" / "libero" / "worker.py"
 COMMAND_TIMEOUT_S = 600.0  # one reset or chunk takes seconds; a side process silent this long is hung
@@ -56,35 +61,36 @@ class LiberoWorlds:
         self.image_size, self.cameras, self.per_step = image_size, cameras, per_step
         self.privileged = privileged  # every reply carries LIBERO's simulator truth (envs/libero/privileged.py)
         self.render_threads = render_threads  # Mesa llvmpipe's threads (frames are the same for any number)
-        self._proc: subprocess.Popen | None = None
-        self._sock: socket.socket | None = None
+        self._procs: dict[str, tuple[subprocess.Popen, socket.socket]] = {}  # flavour -> its side process
+        self._flavour: dict[int, str] = {}  # slot -> the flavour of its episode
         self._instruction: dict[int, str] = {}  # slot -> its task's instruction, as openpi's client sends it
+        self.last_built: bool | None = None
 
-    def _start(self) -> None:
+    def _start(self, flavour: str) -> None:
         from simeval.libero.sideenv import ensure_side_env
 
         side = ensure_side_env(progress=False)
         ours, theirs = socket.socketpair()
         # LIBERO prints to stdout at import; simeval's own output must not carry it
-        environ = {**side.environ(), "LP_NUM_THREADS": str(self.render_threads)}
-        self._proc = subprocess.Popen([str(side.python), str(WORKER), str(theirs.fileno())], env=environ,
-                                      pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL)
+        environ = {**side.environ(plus=flavour == "plus"), "LP_NUM_THREADS": str(self.render_threads)}
+        proc = subprocess.Popen([str(side.python), str(WORKER), str(theirs.fileno()), flavour], env=environ,
+                                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         theirs.close()
         ours.settimeout(COMMAND_TIMEOUT_S)
-        self._sock = ours
-        self._exchange(None)  # its ready message
+        self._procs[flavour] = (proc, ours)
+        self._exchange(flavour, None)  # its ready message
 
-    def _exchange(self, message: dict | None) -> dict:
+    def _exchange(self, flavour: str, message: dict | None) -> dict:
+        proc, sock = self._procs[flavour]
         try:
             if message is not None:
-                wire.send(self._sock, message)
-            return wire.recv(self._sock)
+                wire.send(sock, message)
+            return wire.recv(sock)
         except TimeoutError:
-            self._proc.kill()
+            proc.kill()
             raise WorldLost(f"LIBERO's side process did not answer in {COMMAND_TIMEOUT_S:g} s (killed)") from None
         except (wire.WireClosed, OSError) as err:
-            code = self._proc.poll() if self._proc else None
+            code = proc.poll()
             raise WorldLost(f"LIBERO's side process ended ({'exit code ' + str(code) if code is not None else err})") \
                 from None
 
@@ -92,19 +98,29 @@ class LiberoWorlds:
         """The reply to a ``Reset`` or ``Chunk`` of a LIBERO slot, and the images it rendered."""
         from simeval.pools.commands import Reset
 
-        if self._proc is None:
-            self._start()
         if isinstance(command, Reset):
             spec = command.spec
-            task = catalog.get_task(spec.world, spec.task)
-            message = {"op": "reset", "slot": slot, "benchmark": spec.world, "task": task.wire(), "init": spec.index,
+            if spec.world == plus.WORLD:
+                variant = plus.get_variant(spec.task)
+                flavour, benchmark, wired, language = "plus", variant.benchmark, variant.wire(), None
+            else:
+                task = catalog.get_task(spec.world, spec.task)
+                flavour, benchmark, wired, language = "libero", spec.world, task.wire(), task.language
+            message = {"op": "reset", "slot": slot, "benchmark": benchmark, "task": wired, "init": spec.index,
                        "seed": spec.seed, "max_steps": spec.max_steps, "wait_steps": catalog.wait_steps(),
                        "image_size": self.image_size, "cameras": list(self.cameras), "frames": command.frames,
                        "per_step": self.per_step, "privileged": self.privileged}
-            self._instruction[slot] = task.language
+            self._flavour[slot], self._instruction[slot] = flavour, language
         else:
             message = {"op": "chunk", "slot": slot, "actions": np.asarray(command.actions, np.float64)}
-        return self._reply(slot, self._exchange(message), isinstance(command, Reset))
+        flavour = self._flavour[slot]
+        if flavour not in self._procs:
+            self._start(flavour)
+        answer = self._exchange(flavour, message)
+        self.last_built = answer.get("built")  # LIBERO-Plus: whether that reset built its env (False: shared)
+        if isinstance(command, Reset) and answer.get("instruction"):  # LIBERO-Plus: the variant's own
+            self._instruction[slot] = answer["instruction"]
+        return self._reply(slot, answer, isinstance(command, Reset))
 
     def _reply(self, slot: int, answer: dict, reset: bool):
         from simeval.pools.commands import Reply
@@ -121,19 +137,18 @@ class LiberoWorlds:
         return reply, answer["images"]
 
     def close(self) -> None:
-        if self._proc is None:
-            return
-        try:
-            wire.send(self._sock, {"op": "close"})
-        except OSError:
-            pass
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._sock.close()
-        self._proc = None
+        for proc, sock in self._procs.values():
+            try:
+                wire.send(sock, {"op": "close"})
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            sock.close()
+        self._procs.clear()
 
 
 def lost(err: WorldLost) -> None:
