@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -159,10 +161,17 @@ def to_markdown(report: dict) -> str:
     lines = [f"LIBERO-Plus variants solved by LIBERO's privileged expert (`scripted-libero`): `{report['command']}`",
              "", f"Suite `{SUITE}`: {', '.join(report['tasks'])}, categories {', '.join(report['categories'])} "
              f"(those that need no asset archive), {report['per_category']} variants per benchmark and category "
-             f"(seed {report['seed']}), one trial each at init state 0. Wall time: {report['wall']}.", "",
-             "| benchmark | category | level | solved |", "|---|---|---|---|"]
-    for c in report["cells"]:
-        lines.append(f"| {c['benchmark']} | {c['category']} | {c['level'] or '-'} | {c['solved']}/{c['n']} |")
+             f"(seed {report['seed']}), one trial each at init state 0, written at commit {report['commit']}. "
+             f"Wall time: {report['wall']}.", "",
+             "Solved/n per benchmark, category and difficulty level (1 mild .. 5 severe; camera and language "
+             "variants carry no level):", "",
+             "| benchmark | category | no level | 1 | 2 | 3 | 4 | 5 | all |", "|---|---|---|---|---|---|---|---|---|"]
+    for group in dict.fromkeys((c["benchmark"], c["category"]) for c in report["cells"]):
+        mine = [c for c in report["cells"] if (c["benchmark"], c["category"]) == group]
+        by_level = {c["level"]: f"{c['solved']}/{c['n']}" for c in mine}
+        total = f"{sum(c['solved'] for c in mine)}/{sum(c['n'] for c in mine)}"
+        lines.append(f"| {group[0]} | {group[1]} | " + " | ".join(by_level.get(lv, "-") for lv in (None, 1, 2, 3, 4, 5))
+                     + f" | {total} |")
     won, n = sum(c["solved"] for c in report["cells"]), sum(c["n"] for c in report["cells"])
     lines += ["", f"All: {won}/{n} ({100.0 * won / max(n, 1):.1f}%)", "", "Unsolved variants:", ""]
     for u in report["unsolved"]:
@@ -220,10 +229,12 @@ def main() -> int:
     timing = json.loads((args.runs / "results.json").read_text()).get("timing", {}) \
         if (args.runs / "results.json").is_file() else {}
     command = " ".join(["python scripts/libero_plus_solvability.py", *sys.argv[1:]])
-    wall = (f"this command {wall_s:.0f} s; the suite's last simeval run {timing.get('wall_s', '?')} s for "
-            f"{timing.get('episodes_run', '?')} episodes on {timing.get('workers', '?')} workers "
-            f"({timing.get('cpu_count', '?')} CPUs)")
-    report = {"command": command, "suite": SUITE, "tasks": sorted({v.benchmark for v in variants.values()}, key=plus.BENCHMARKS.index),
+    wall = (f"simeval run {timing.get('wall_s', '?')} s for its {timing.get('episodes_run', '?')} episodes (summed "
+            f"over its sessions) with --workers {args.workers} on a {os.cpu_count()}-CPU machine; this command "
+            f"{wall_s:.0f} s (nominal and diagnosis runs included, a resumed run's episodes not)")
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or None
+    report = {"command": command, "commit": commit, "suite": SUITE, "tasks": sorted({v.benchmark for v in variants.values()}, key=plus.BENCHMARKS.index),
               "categories": list(suite.perturbations), "per_category": suite.per_category, "seed": suite.seed,
               "wall_s": wall_s, "run_timing": timing, "wall": wall, "cells": cells(rows), "unsolved": unsolved}
     args.out.parent.mkdir(parents=True, exist_ok=True)
