@@ -234,7 +234,8 @@ def main() -> int:
             f"{wall_s:.0f} s (nominal and diagnosis runs included, a resumed run's episodes not)")
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or None
-    report = {"command": command, "commit": commit, "suite": SUITE, "tasks": sorted({v.benchmark for v in variants.values()}, key=plus.BENCHMARKS.index),
+    benchmarks = sorted({v.benchmark for v in variants.values()}, key=plus.BENCHMARKS.index)
+    report = {"command": command, "commit": commit, "suite": SUITE, "tasks": benchmarks,
               "categories": list(suite.perturbations), "per_category": suite.per_category, "seed": suite.seed,
               "wall_s": wall_s, "run_timing": timing, "wall": wall, "cells": cells(rows), "unsolved": unsolved}
     args.out.parent.mkdir(parents=True, exist_ok=True)
