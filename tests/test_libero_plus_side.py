@@ -85,10 +85,16 @@ def _loop(tmp_path: Path, *tasks: str) -> tuple[dict, list]:
     return json.loads((out / "summary.json").read_text()), [np.load(out / f"{i}.npz") for i in range(len(tasks))]
 
 
-@pytest.mark.parametrize("task", [NOISE_DRAWS, CAMERA, ROBOT])
+# one noise variant per kind: motion blur (one draw an image), zoom blur (none), fog and glass blur (many)
+NOISE_KINDS = [NOISE_DRAWS] + [f"libero_spatial/{TASK}{VIEW}_noise_{k}" for k in (27, 37, 43)]
+
+
+@pytest.mark.parametrize("task", [*NOISE_KINDS, CAMERA, ROBOT])
 def test_worker_is_liberoplus_own_loop(tmp_path, task):
     """States after set_init_state and each wait step, and the decision frames (noise applied, camera moved,
-    start pose): the worker's equal LIBERO-Plus's own loop's."""
+    start pose): the worker's equal LIBERO-Plus's own loop's. The worker renders only the last wait step and
+    makes the noise's draws without its image work on the others, so the noise frame it renders is
+    LIBERO-Plus's only if those draws were exactly the wrapper's."""
     summary, (ref,) = _loop(tmp_path, task)
     ours, frames = _episode(task, tmp_path / "trace")
     wait = len(ref["states"])
@@ -190,3 +196,16 @@ def test_setup_refuses_a_bad_archive_in_one_line(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "--plus-assets" in done.stderr
+
+
+def test_privileged_replies_for_plus_variants():
+    """The scripted LIBERO expert reads simulator truth: a plus variant's replies carry it as LIBERO's do."""
+    from simeval.libero.world import LiberoWorlds
+
+    worlds = LiberoWorlds(SIZE, ("agentview",), per_step=False, privileged=True)
+    try:
+        reply, _ = _reset(worlds, CAMERA)
+    finally:
+        worlds.close()
+    truth = reply.privileged
+    assert truth and truth["objects"], truth

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from simeval.cli import main
-from simeval.libero import sideenv
+from simeval.libero import plus_setup, sideenv
 from simeval.libero.sideenv import (TMP_SUFFIX, WHEEL_PREFIX, LiberoSetupError, SideEnv, git_blob_sha1,
                                     install_assets, read_manifest, verify_assets)
 
@@ -148,6 +148,8 @@ def test_complete_set_up_returns_at_once(tmp_path, fake):
     env.python.touch()
     install_assets(env.assets, wheels, manifest, progress=False)
     sideenv.write_config(env)
+    (env.site_packages / "liberoplus" / "liberoplus").mkdir(parents=True)  # LIBERO-Plus's config and assets link
+    plus_setup.write_config(env)
     stamp = {"requirements_sha256": sideenv._sha256(requirements), "manifest_sha256": sideenv._sha256(manifest)}
     (env.home / sideenv.STAMP).write_text(json.dumps(stamp))
     said: list[str] = []
@@ -187,3 +189,15 @@ def test_check_real_side_env(capsys):
     assert main(["setup", "libero", "--check"]) == 0
     out = capsys.readouterr().out
     assert "585 assets verified" in out and "on disk" in out
+
+
+def test_missing_magickwand_is_one_line_naming_the_package(tmp_path, capsys, monkeypatch):
+    """LIBERO-Plus's image noise loads ImageMagick's MagickWand: without it the set-up stops before building
+    anything, with one line naming the Debian package to install."""
+    monkeypatch.delenv("MAGICK_HOME", raising=False)
+    monkeypatch.setattr(plus_setup.ctypes.util, "find_library", lambda name: None)
+    home = tmp_path / "home"
+    assert main(["setup", "libero", "--home", str(home)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "apt-get install -y libmagickwand-6.q16-6" in err
+    assert not (home / "venv").exists()

@@ -88,3 +88,85 @@ def switch(env, bddl: str) -> None:
     env.noise = noise(bddl)
     env.env.parsed_problem = bddl_utils.robosuite_parse_problem(loaded_bddl(bddl))
     env.language_instruction = bddl_utils.get_problem_info(loaded_bddl(bddl))["language_instruction"]
+
+
+# Image noise without the image: the wrapper degrades agentview in every step, rendered or not, and its draws
+# from np.random do not depend on the image. On a step whose agentview nobody reads, the worker makes the
+# same draws (``draw_plan``, recorded once per variant off LIBERO-Plus's own step on a placeholder) instead
+# of the image work (glass blur: 1-4 s a step in a Python loop of np.random.randint calls).
+_DOUBLES = ("uniform", "random_sample", "random", "rand")  # each value: one double off the bit generator
+_RECORDED = _DOUBLES + ("randint",)
+
+
+def _count(name: str, args: tuple, kwargs: dict) -> int:
+    if name == "rand":
+        return int(np.prod(args)) if args else 1
+    size = kwargs.get("size", args[2] if name in ("uniform", "randint") and len(args) > 2 else
+                      args[0] if name in ("random_sample", "random") and args else None)
+    if size is not None:
+        return int(np.prod(size))
+    return int(np.broadcast(*(np.asarray(a) for a in args[:2])).size) if name == "uniform" and args else 1
+
+
+def _plan(calls: list[tuple]) -> list[tuple]:
+    """The draws as runs: ("double", n) or ("randint", low, high, n), consecutive like calls merged."""
+    plan: list[tuple] = []
+    for name, args, kwargs in calls:
+        n = _count(name, args, kwargs)
+        if name in _DOUBLES:
+            step = ("double", n)
+            if plan and plan[-1][0] == "double":
+                step = ("double", plan.pop()[1] + n)
+        else:
+            low, high = kwargs.get("low", args[0]), kwargs.get("high", args[1] if len(args) > 1 else None)
+            step = ("randint", low, high, n)
+            if plan and plan[-1][:3] == step[:3]:
+                step = ("randint", low, high, plan.pop()[3] + n)
+        plan.append(step)
+    return plan
+
+
+def replay(plan: list[tuple]) -> None:
+    """Advance np.random exactly as the recorded noise did (legacy MT19937: uniform values are one double
+    each; bounded integers with the same bounds are drawn one after another, however they are batched)."""
+    for step in plan:
+        if step[0] == "double":
+            np.random.random_sample(step[1])
+        else:
+            np.random.randint(step[1], step[2], size=step[3])
+
+
+def _state_equal(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+
+
+def draw_plan(env, blank: np.ndarray) -> list[tuple] | None:
+    """The np.random draws LIBERO-Plus's ``ControlEnv.step`` makes for one image, as a plan ``replay`` makes
+    in one go; None when the plan does not reproduce them (any other draw): then the wrapper always runs.
+    np.random is left as it was."""
+    inner, start = env.env, np.random.get_state()
+    calls: list[tuple] = []
+    originals = {name: getattr(np.random, name) for name in _RECORDED}
+
+    def recorder(name):
+        def call(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return originals[name](*args, **kwargs)
+        return call
+
+    inner.step = lambda action: ({"agentview_image": blank.copy()}, 0.0, False, {})
+    try:
+        for name in _RECORDED:
+            setattr(np.random, name, recorder(name))
+        env.step(None)  # LIBERO-Plus's own noise on the placeholder
+    finally:
+        for name, function in originals.items():
+            setattr(np.random, name, function)
+        del inner.step
+    after = np.random.get_state()
+    np.random.set_state(start)
+    plan = _plan(calls)
+    replay(plan)
+    same = _state_equal(np.random.get_state(), after)
+    np.random.set_state(start)
+    return plan if same else None

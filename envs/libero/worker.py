@@ -31,10 +31,12 @@ An episode runs exactly as openpi's LIBERO example runs it: one ``OffScreenRende
 **LIBERO-Plus** (``worker.py FD plus``): the same loop with ``liberoplus`` imported instead of
 ``libero`` (both register robosuite classes under the same names: one package per process). A
 variant's env is LIBERO-Plus's ``OffScreenRenderEnv`` on the variant's BDDL path, whose name its
-``ControlEnv`` parses (camera, robot class, image noise); its wrapper's noise runs in every step and
-reset exactly as in LIBERO-Plus's loop, on the placeholder image where nothing is rendered (the
-draws from ``np.random`` do not depend on the image). Variants that share a model (``plus_side``:
-noise and language variants of one task) share one env; the reply's ``instruction`` is the variant's.
+``ControlEnv`` parses (camera, robot class, image noise). Its wrapper degrades agentview in every
+step and reset, drawing from the global ``np.random``; where agentview is not read the worker makes
+the same draws without the image work (``plus_side.draw_plan``: recorded off the wrapper's own step,
+self-checked, else the wrapper runs on the placeholder), so the frames read are LIBERO-Plus's.
+Variants that share a model (``plus_side``: noise and language variants of one task) share one env;
+the reply's ``instruction`` is the variant's.
 
 Imports: the standard library, numpy and LIBERO (or LIBERO-Plus) only (never simeval), as the side
 environment has nothing else that simeval uses.
@@ -106,6 +108,8 @@ class World:
         self.scene: privileged.SceneIndex | None = None  # names as ids, for privileged replies (on first use)
         self.draws = 0  # resets since the env was seeded
         self.rng: tuple | None = None  # this env's np.random state (the worker's other slots draw too)
+        self.plan: list | None = None  # the noise's draws per unread image, for self.plan_for's variant
+        self.plan_for: str | None = None
 
     def _reset(self) -> None:
         """LIBERO's ``ControlEnv.reset``, whose retry loop also swallows every other exception (its
@@ -123,12 +127,16 @@ class World:
                 continue
         else:
             raise RuntimeError(f"no valid placement in {MAX_PLACEMENT_TRIES} tries")
-        # the wrapper's own reset on that observation: LIBERO-Plus's noise draws here (LIBERO's does nothing)
-        inner.reset = lambda: obs
-        try:
-            self.env.reset()
-        finally:
-            del inner.reset
+        # the wrapper's own reset on that (unread) observation: LIBERO-Plus's noise draws here, the same as in
+        # its step (only the draws where they can be had without the image work); LIBERO's does nothing
+        if getattr(self.env, "noise", 0) and self._plan() is not None:
+            plus_side.replay(self.plan)
+        else:
+            inner.reset = lambda: obs
+            try:
+                self.env.reset()
+            finally:
+                del inner.reset
         for robot in self.env.env.robots:  # what a rebuilt gripper model starts with
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
         self.draws += 1
@@ -167,8 +175,17 @@ class World:
     def step(self, action, render: tuple[str, ...]) -> tuple[dict, bool]:
         self._open(*render)
         with self._own_rng():
-            obs, _, done, _ = self.env.step(list(map(float, action)))
+            if "agentview" in render or not getattr(self.env, "noise", 0) or self._plan() is None:
+                obs, _, done, _ = self.env.step(list(map(float, action)))
+            else:  # LIBERO-Plus's noise on an image nobody reads: only its draws (plus_side.draw_plan)
+                obs, _, done, _ = self.env.env.step(list(map(float, action)))
+                plus_side.replay(self.plan)
         return obs, bool(done)
+
+    def _plan(self) -> list | None:
+        if self.plan_for != self.bddl:
+            self.plan, self.plan_for = plus_side.draw_plan(self.env, self.gates["agentview"].blank), self.bddl
+        return self.plan
 
     def privileged(self) -> dict:
         if self.scene is None:

@@ -50,7 +50,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if args.check:
         env = sideenv.check_side_env(args.home)
         print(f"simeval: LIBERO's side environment is complete: {len(sideenv.read_manifest())} assets verified, "
-              f"LIBERO imports")
+              f"LIBERO and LIBERO-Plus import")
     else:
         try:
             env = sideenv.ensure_side_env(args.home, args.assets, plus_assets=args.plus_assets)

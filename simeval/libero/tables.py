@@ -74,7 +74,8 @@ def sample_line(results: dict) -> str:
     if not per_category:
         return "Sample: the full set, every LIBERO-Plus variant of each suite run."
     seeded = f", seeded (seed {seed})" if seed is not None else ""
-    return f"Sample: {per_category} variants per suite and category{seeded}."
+    variants = "variant" if per_category == 1 else "variants"
+    return f"Sample: {per_category} {variants} per suite and category{seeded}."
 
 
 def skipped_episodes(results: dict) -> int:
@@ -92,7 +93,8 @@ def skipped_line(results: dict) -> str:
     order = [d for d in plus.CATEGORIES if d in by_dim] + [d for d in by_dim if d not in plus.CATEGORIES]
     parts = ", ".join(f"{d} {by_dim[d]}" for d in order)
     reason = str(skipped.get("reason") or "no reason given")
-    return f"{skipped['episodes']} episodes skipped ({parts}): {reason}; they are not counted."
+    episodes = "episode" if skipped["episodes"] == 1 else "episodes"
+    return f"{skipped['episodes']} {episodes} skipped ({parts}): {reason}; they are not counted."
 
 
 def solvable_line(results: dict) -> str:

@@ -117,7 +117,8 @@ class LiberoWorlds:
         if flavour not in self._procs:
             self._start(flavour)
         answer = self._exchange(flavour, message)
-        self.last_built = answer.get("built")  # LIBERO-Plus: whether that reset built its env (False: shared)
+        if isinstance(command, Reset):  # LIBERO-Plus: whether that reset built its env (False: shared)
+            self.last_built = answer.get("built")
         if isinstance(command, Reset) and answer.get("instruction"):  # LIBERO-Plus: the variant's own
             self._instruction[slot] = answer["instruction"]
         return self._reply(slot, answer, isinstance(command, Reset))
