@@ -15,7 +15,7 @@ This module and its two helpers import numpy and ``policies.base`` only (no sime
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -52,7 +52,9 @@ def _open_end(site: Priv, out: np.ndarray, held) -> np.ndarray:
 
 
 class LiberoExpert:
-    """One episode's expert: ``act(priv)`` per step, planned from the goal in ``priv`` on first call."""
+    """One episode's expert: ``act(priv)`` per step, planned from the goal in ``priv`` on first call.
+    What it saw first (``first``), its skills begun (``log``) and where it is (:meth:`stage`) are kept
+    for diagnosis (``scripts/libero_plus_solvability.py`` asks why a variant was not solved)."""
 
     def __init__(self, config: LiberoExpertConfig | None = None) -> None:
         self.cfg = config or LiberoExpertConfig()
@@ -64,6 +66,9 @@ class LiberoExpert:
         self.hold: Waypoint | None = None
         self.log: list[str] = []  # the skills begun, for diagnosis
         self.redone: dict[str, int] = {}  # per place skill, how often it was redone
+        self.given_up: list[str] = []  # skills whose check still failed when their retries ran out
+        self.first: Priv | None = None  # the privileged state of its first step (the start it planned from)
+        self.steps = 0
 
     # ------------------------------------------------------------------------------ planning
     def _plan(self, priv: Priv) -> list[Skill]:
@@ -173,13 +178,25 @@ class LiberoExpert:
         return Skill(f"place {name} {'in' if inside else 'on'} {target}", make)
 
     # ----------------------------------------------------------------------------- executing
+    def stage(self) -> str:
+        """Where the expert is now: ``done`` (every skill finished; ``done (gave up ...)`` names those whose
+        check failed after their last retry), else the skill it is in, with its retries
+        (``pick akita_black_bowl_1 (retry 2)``), or ``not started``."""
+        if self.skills is None:
+            return "not started"
+        if self.current is None or (not self.skills and not self.queue):
+            return "done" + (f" (gave up {', '.join(self.given_up)})" if self.given_up else "")
+        return self.current.name + (f" (retry {self.tries})" if self.tries else "")
+
     def _next_waypoint(self, priv: Priv) -> Waypoint | None:
         if self.skills is None:
             self.skills = self._plan(priv)
         while not self.queue:
             current = self.current
-            if current is not None and current.check is not None and not current.check(priv) \
-                    and self.tries < self.cfg.retries:
+            failed = current is not None and current.check is not None and not current.check(priv)
+            if failed and self.tries >= self.cfg.retries and current.name not in self.given_up:
+                self.given_up.append(current.name)  # out of retries: the expert goes on without it
+            if failed and self.tries < self.cfg.retries:
                 self.tries += 1
                 self.log.append(f"retry {current.name}")
                 if current.redo is None:
@@ -200,6 +217,9 @@ class LiberoExpert:
 
     def act(self, priv: Priv) -> np.ndarray:
         """The next 7-D action for the privileged state ``priv``."""
+        if self.first is None:
+            self.first = priv
+        self.steps += 1
         wp = self._next_waypoint(priv)
         if wp is None:  # every skill done: hold where the last waypoint left the hand
             wp = self.hold
@@ -227,9 +247,14 @@ class LiberoExpert:
         return action
 
 
+OBSERVERS: list[Callable[[str, LiberoExpert], None]] = []  # told (episode id, expert) as each episode starts
+
+
 class LiberoExpertPolicy(Policy):
     """The LIBERO experts behind the batched policy contract: one expert per slot, fed the LIBERO
-    simulator truth the side worker ships for policies that ask for it (no camera is rendered)."""
+    simulator truth the side worker ships for policies that ask for it (no camera is rendered).
+    Each callable in :data:`OBSERVERS` is handed every episode's expert as the episode starts (a study
+    in the same process reads its diagnosis afterwards; none by default)."""
 
     observation_spec = ObservationSpec(cameras=(), privileged=True, privileged_world="libero")
 
@@ -238,8 +263,10 @@ class LiberoExpertPolicy(Policy):
         self._experts: dict[int, LiberoExpert] = {}
 
     def reset(self, slots: Sequence[int], starts: Sequence[EpisodeStart]) -> None:
-        for slot in slots:
-            self._experts[slot] = LiberoExpert(self.config)
+        for slot, start in zip(slots, starts):
+            self._experts[slot] = expert = LiberoExpert(self.config)
+            for observer in OBSERVERS:
+                observer(start.episode_id, expert)
 
     def act(self, batch: Batch) -> "list[np.ndarray | SlotError]":
         """One action per slot; a slot whose goal has a predicate no skill serves fails that episode

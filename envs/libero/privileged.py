@@ -64,6 +64,9 @@ class SceneIndex:
                                                                             mujoco.mjtJoint.mjJNT_SLIDE):
                 self.joints[name] = (int(model.jnt_qposadr[j]), [float(v) for v in model.jnt_range[j]])
         self.robot_base = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, robot.robot_model.root_body)
+        # the arm and its hand (the robot's bodies less its mount, which stands on the floor by design)
+        self.arm = frozenset(b for b in _descendants(model, self.robot_base)
+                             if not (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b) or "").startswith("mount"))
         self.articulated = self._articulated(env)
         problem = env.parsed_problem
         self.goal = [[str(term) for term in predicate] for predicate in problem["goal_state"]]
@@ -125,9 +128,24 @@ def _extent(model, data, item: _Body) -> dict:
             "world_lo": world.min(0), "world_hi": world.max(0)}
 
 
+def _arm_contacts(index: SceneIndex, data) -> list[list]:
+    """The arm's contacts with the rest of the scene now: [arm body, other body, distance (m, < 0 overlaps)]
+    (a start pose in collision shows here before the first action)."""
+    model, out, n = index.model, [], int(data.ncon)
+    for g1, g2, dist in zip(data.contact.geom1[:n], data.contact.geom2[:n], data.contact.dist[:n]):
+        a, b = int(model.geom_bodyid[g1]), int(model.geom_bodyid[g2])
+        if (a in index.arm) == (b in index.arm):
+            continue
+        arm, other = (a, b) if a in index.arm else (b, a)
+        out.append([mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, arm),
+                    mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, other), round(float(dist), 5)])
+    return out
+
+
 def privileged_state(index: SceneIndex) -> dict:
     """The plain-data truth an expert plans from: the end effector (LIBERO's controller's site), the
-    fingers, every object's pose and extent, every region site, the scene's joints and the goal."""
+    fingers, every object's pose and extent, every region site, the scene's joints, the arm's contacts
+    with the scene (for diagnosis) and the goal."""
     model, data = index.model, index.env.sim.data._data
     return {
         "eef_pos": data.site_xpos[index.eef_site].copy(),
@@ -139,6 +157,7 @@ def privileged_state(index: SceneIndex) -> dict:
                          "size": model.site_size[s].copy()} for name, s in index.sites.items()},
         "joints": {name: {"qpos": float(data.qpos[adr]), "range": rng} for name, (adr, rng) in index.joints.items()},
         "articulated": {name: _articulation(model, data, thing) for name, thing in index.articulated.items()},
+        "arm_contacts": _arm_contacts(index, data),
         "goal": [list(p) for p in index.goal],
         "of_interest": list(index.of_interest),
     }
