@@ -13,7 +13,7 @@ import yaml
 
 from policies import libero_expert
 from simeval.cli import main
-from simeval.libero import sideenv, solvability
+from simeval.libero import plus, sideenv, solvability
 from simeval.records import read_records
 from simeval.suites import load_suite
 
@@ -46,6 +46,9 @@ def test_expert_solves_a_camera_and_a_robot_init_variant(tmp_path, monkeypatch):
     assert set(records) == {CAMERA, ROBOT}
     assert records[CAMERA]["dimension"] == "camera" and records[CAMERA]["perturbation"] == "camera"
     assert records[ROBOT]["dimension"] == "robot_init" and records[ROBOT]["perturbation"] == "robot_init:3"
+    # the record's params: what the variant's name says it is (simeval.libero.plus.classify)
+    assert records[CAMERA]["params"] == plus.get_variant(CAMERA).params and records[CAMERA]["params"]["view"]
+    assert records[ROBOT]["params"]["start_pose"] == plus.get_variant(ROBOT).params["start_pose"] == 215
     assert all(r["success"] and r["error"] is None for r in records.values()), records
     res = json.loads((out / "results.json").read_text())
     assert (res["overall"]["n"], res["overall"]["successes"]) == (2, 2)

@@ -35,6 +35,7 @@ from simeval.libero import catalog, plus
 
 WORKER = Path(__file__).resolve().parents[2] / "envs" / "libero" / "worker.py"
 COMMAND_TIMEOUT_S = 600.0  # one reset or chunk takes seconds; a side process silent this long is hung
+NOMINAL = {"variant": "nominal", "seed": None, "params": {}}  # LIBERO's own scenes: no perturbation
 FINGER_OPEN_M = 0.04  # each Panda finger's joint position when open
 
 
@@ -64,6 +65,7 @@ class LiberoWorlds:
         self._procs: dict[str, tuple[subprocess.Popen, socket.socket]] = {}  # flavour -> its side process
         self._flavour: dict[int, str] = {}  # slot -> the flavour of its episode
         self._instruction: dict[int, str] = {}  # slot -> its task's instruction, as openpi's client sends it
+        self._perturbation: dict[int, dict] = {}  # slot -> its episode's perturbation, as the records hold it
         self.last_built: bool | None = None
 
     def _start(self, flavour: str) -> None:
@@ -103,9 +105,12 @@ class LiberoWorlds:
             if spec.world == plus.WORLD:
                 variant = plus.get_variant(spec.task)
                 flavour, benchmark, wired, language = "plus", variant.benchmark, variant.wire(), None
+                # what the variant's name says it is (view, start pose, noise kind and severity ...): the record's params
+                self._perturbation[slot] = {"variant": spec.variant, "seed": None, "params": dict(variant.params)}
             else:
                 task = catalog.get_task(spec.world, spec.task)
                 flavour, benchmark, wired, language = "libero", spec.world, task.wire(), task.language
+                self._perturbation[slot] = {**NOMINAL, "params": {}}
             message = {"op": "reset", "slot": slot, "benchmark": benchmark, "task": wired, "init": spec.index,
                        "seed": spec.seed, "max_steps": spec.max_steps, "wait_steps": catalog.wait_steps(),
                        "image_size": self.image_size, "cameras": list(self.cameras), "frames": command.frames,
@@ -131,7 +136,7 @@ class LiberoWorlds:
         native = answer["native"]
         info = None
         if reset:
-            info = {"perturbation": {"variant": "nominal", "seed": None, "params": {}}, "layout": {}}
+            info = {"perturbation": self._perturbation[slot], "layout": {}}
         reply = Reply(slot, simeval_state(native), self._instruction[slot], steps=answer["steps"],
                       success=answer["success"], truncated=answer["truncated"], info=info, native=native,
                       frames=answer["frames"], privileged=answer.get("privileged"))
