@@ -87,11 +87,7 @@ def run_obvious(args, out: Path) -> dict:
 
 
 def run_simeval(args, workers: int, out: Path) -> dict:
-    from policies.libero_probe import LiberoProbePolicy
     from simeval import worlds
-    from simeval.harness import RunRequest, execute
-    from simeval.records import read_records
-    from simeval.runner import Observer
     from simeval.suites import parse_suite
 
     names = worlds.task_names(args.benchmark)
@@ -99,12 +95,22 @@ def run_simeval(args, workers: int, out: Path) -> dict:
                          "tasks": [names[int(t)] for t in args.tasks.split(",")], "robots": ["Panda"],
                          "perturbations": ["nominal"], "episodes": args.episodes, "seed": 7, "image_size": 256,
                          "max_steps": args.max_steps})
+    return run_probe(suite, lambda spec: f"{args.benchmark}__{spec.task}__{spec.index:02d}", workers, out)
+
+
+def run_probe(suite, name_of, workers: int, out: Path) -> dict:
+    """``suite`` through ``harness.execute`` with the probe policy: per episode (named ``name_of(spec)``,
+    as the obvious loop names it) the outcome and the sha1 of both images at every decision; wall and CPU."""
+    from policies.libero_probe import LiberoProbePolicy
+    from simeval.harness import RunRequest, execute
+    from simeval.records import read_records
+    from simeval.runner import Observer
 
     class Hashes(Observer):
         def __init__(self) -> None:
             self.by_id: dict[str, dict[str, list[str]]] = {}
 
-        def started(self, slot, episode) -> None:
+        def started(self, slot, episode) -> None:  # a re-run episode starts its list afresh
             self.by_id[episode.spec.id] = {"agentview": [], "wrist": []}
 
         def acted(self, slot, episode, images, chunk) -> None:
@@ -121,11 +127,10 @@ def run_simeval(args, workers: int, out: Path) -> dict:
     specs = {s.id: s for s in suite.episode_specs()}
     episodes = {}
     for record in read_records(out / "episodes.jsonl"):
-        spec = specs[record["id"]]
         if record["error"]:
             sys.exit(f"simeval: {record['id']}: {record['error']}")
-        episodes[f"{args.benchmark}__{spec.task}__{spec.index:02d}"] = {
-            "success": record["success"], "steps": record["steps"], **hashes.by_id[record["id"]]}
+        episodes[name_of(specs[record["id"]])] = {"success": record["success"], "steps": record["steps"],
+                                                  **hashes.by_id[record["id"]]}
     policy_steps = sum(e["steps"] for e in episodes.values())
     return {"wall_s": wall, "cpu_s": own + children, "cpu_main_s": own, "cpu_children_s": children,
             "env_steps": policy_steps + WAIT_STEPS * len(episodes), "policy_steps": policy_steps,

@@ -45,10 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_libero import _cpu, _row, _sha1, summarize, uptime  # noqa: E402  (one way to count and print)
+from bench_libero import _cpu, _row, run_probe, summarize, uptime  # noqa: E402  (one way to run, count and print)
 
 LOOP = REPO / "scripts" / "libero_plus_obvious_loop.py"
-WAIT_STEPS = 10
 MODES = ("loop", "w1", "w2")
 CATEGORIES = ("camera", "robot_init", "language", "noise")  # LIBERO-Plus's categories that need no asset archive
 SEED = 7
@@ -111,44 +110,10 @@ def plus_suite(variants: list, max_steps: int | None):
 
 def run_simeval(variants: list, max_steps: int | None, workers: int, out: Path) -> dict:
     """The same variants through ``harness.execute`` with the probe policy: outcomes and decision hashes."""
-    from policies.libero_probe import LiberoProbePolicy
-    from simeval.harness import RunRequest, execute
     from simeval.libero import plus
-    from simeval.records import read_records
-    from simeval.runner import Observer
 
-    suite = plus_suite(variants, max_steps)
-
-    class Hashes(Observer):
-        def __init__(self) -> None:
-            self.by_id: dict[str, dict[str, list[str]]] = {}
-
-        def started(self, slot, episode) -> None:  # a re-run episode starts its list afresh
-            self.by_id[episode.spec.id] = {"agentview": [], "wrist": []}
-
-        def acted(self, slot, episode, images, chunk) -> None:
-            for cam in ("agentview", "wrist"):
-                self.by_id[episode.spec.id][cam].append(_sha1(images[cam]))
-
-    hashes = Hashes()
-    request = RunRequest(suite=suite, policy="libero_probe", out=out, workers=workers, video="none",
-                         progress=False, force=True)
-    own, children, wall = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
-    results = execute(request, policy=LiberoProbePolicy(), observers=[hashes])
-    wall = time.perf_counter() - wall
-    own, children = _cpu(resource.RUSAGE_SELF) - own, _cpu(resource.RUSAGE_CHILDREN) - children
-    specs = {s.id: s for s in suite.episode_specs()}
-    episodes = {}
-    for record in read_records(out / "episodes.jsonl"):
-        if record["error"]:
-            raise RuntimeError(f"simeval: {record['id']}: {record['error']}")
-        variant = plus.get_variant(specs[record["id"]].task)
-        episodes[episode_name(variant)] = {"success": record["success"], "steps": record["steps"],
-                                           **hashes.by_id[record["id"]]}
-    policy_steps = sum(e["steps"] for e in episodes.values())
-    return {"wall_s": wall, "cpu_s": own + children, "cpu_main_s": own, "cpu_children_s": children,
-            "env_steps": policy_steps + WAIT_STEPS * len(episodes), "policy_steps": policy_steps,
-            "episodes": episodes, "inner": {"wall_s": results["timing"]["wall_s"], "workers": workers}}
+    return run_probe(plus_suite(variants, max_steps), lambda spec: episode_name(plus.get_variant(spec.task)),
+                     workers, out)
 
 
 def compare(runs: dict[str, dict], reference: str) -> tuple[dict, dict]:

@@ -32,13 +32,13 @@ each policy step) to ``DIR/<benchmark>__<variant name>__00.npy``, the format of 
 trace (``SIMEVAL_LIBERO_TRACE``). The JSON written to ``--out``: per variant the success, policy steps,
 env steps, the sha1 of both images at every decision, wall and CPU seconds; and the totals.
 
-Imports only the standard library, numpy, LIBERO-Plus and ``probe_policy`` (never simeval).
+Imports only the standard library, numpy, LIBERO-Plus and ``probe_policy``, with openpi's episode loop from
+``libero_obvious_loop`` (never simeval).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -50,19 +50,12 @@ sys.path.insert(0, os.path.join(REPO, "envs", "libero"))
 
 import numpy as np  # noqa: E402
 
-import probe_policy  # noqa: E402
+# openpi's episode loop and its constants, shared with LIBERO's obvious loop (which imports LIBERO only in its
+# main, so this process imports LIBERO-Plus alone)
+from libero_obvious_loop import RESOLUTION, SEED, run_episode  # noqa: E402
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520}
-NUM_STEPS_WAIT = 10
-REPLAN_STEPS = 5
-SEED = 7
-RESOLUTION = 256
 INIT = 0  # LIBERO-Plus runs each variant once, from its first init state
-WAIT_ACTION = [0.0] * 6 + [-1.0]
-
-
-def sha1(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
 def parse_variants(text: str) -> list[tuple[str, str]]:
@@ -76,40 +69,6 @@ def parse_variants(text: str) -> list[tuple[str, str]]:
             sys.exit(2)
         out.append((benchmark, name))
     return out
-
-
-def run_variant(env, init_state: np.ndarray, max_steps: int, states: list | None) -> dict:
-    """One episode of openpi's LIBERO loop on a freshly built, seeded env."""
-    env.reset()
-    obs = env.set_init_state(init_state)
-    if states is not None:
-        states.append(env.get_sim_state().copy())
-    t, steps, success, plan = 0, 0, False, []
-    agentview_sha1, wrist_sha1 = [], []
-    while t < max_steps + NUM_STEPS_WAIT:
-        if t < NUM_STEPS_WAIT:
-            obs, reward, done, info = env.step(WAIT_ACTION)
-            if states is not None:
-                states.append(env.get_sim_state().copy())
-            t += 1
-            continue
-        if not plan:
-            agentview = obs["agentview_image"][::-1]
-            wrist = obs["robot0_eye_in_hand_image"][::-1]
-            agentview_sha1.append(sha1(agentview))
-            wrist_sha1.append(sha1(wrist))
-            plan.extend(probe_policy.probe_chunk(agentview, wrist, obs["robot0_eef_pos"], REPLAN_STEPS)[:REPLAN_STEPS])
-        action = plan.pop(0)
-        obs, reward, done, info = env.step(action.tolist())
-        steps += 1
-        if states is not None:
-            states.append(env.get_sim_state().copy())
-        if done:
-            success = True
-            break
-        t += 1
-    return {"success": success, "steps": steps, "env_steps": steps + NUM_STEPS_WAIT,
-            "agentview_sha1": agentview_sha1, "wrist_sha1": wrist_sha1}
 
 
 def main() -> None:
@@ -157,7 +116,7 @@ def main() -> None:
         env.seed(SEED)
         build_s += time.perf_counter() - built
         states = [] if args.states else None
-        row = run_variant(env, init_states[INIT], args.max_steps or MAX_STEPS[bench], states)
+        row = run_episode(env, init_states[INIT], args.max_steps or MAX_STEPS[bench], states)
         env.close()
         key = f"{bench}__{name}__{INIT:02d}"
         if states is not None:
