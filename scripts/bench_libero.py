@@ -156,6 +156,28 @@ def summarize(name: str, run: dict) -> dict:
     return row
 
 
+def compare(runs: dict[str, dict], reference: str) -> tuple[dict, dict]:
+    """Per mode: outcomes (success, steps) and decision frames identical to ``reference``'s, every episode."""
+    ref = runs[reference]["episodes"]
+    outcomes = {m: sorted(r["episodes"]) == sorted(ref) and all(
+        (r["episodes"][n]["success"], r["episodes"][n]["steps"]) == (e["success"], e["steps"]) for n, e in ref.items())
+        for m, r in runs.items()}
+    frames = {m: sorted(r["episodes"]) == sorted(ref) and all(
+        r["episodes"][n][cam] == e[cam] for n, e in ref.items() for cam in ("agentview", "wrist"))
+        for m, r in runs.items()}
+    return outcomes, frames
+
+
+def write_report(report: dict, out: Path, outcomes: dict, frames: dict) -> None:
+    """The JSON report to ``out``; exit 1 unless every mode matched the reference (a benchmark of unequal
+    work measures nothing)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    if not all(outcomes.values()) or not all(frames.values()):
+        sys.exit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="libero_spatial")
@@ -187,11 +209,7 @@ def main() -> None:
     rows = {m: _row(r) for m, r in runs.items()}
 
     reference = runs[modes[0]]["episodes"]
-    outcomes = {m: all((r["episodes"].get(n, {}).get("success"), r["episodes"].get(n, {}).get("steps")) ==
-                       (e["success"], e["steps"]) for n, e in reference.items()) and len(r["episodes"]) == len(reference)
-                for m, r in runs.items()}
-    frames = {m: all(r["episodes"].get(n, {}).get(cam) == e[cam] for n, e in reference.items()
-                     for cam in ("agentview", "wrist")) for m, r in runs.items()}
+    outcomes, frames = compare(runs, modes[0])
     ratios = {}
     if "obvious" in runs and "w1" in runs:
         ratios["speedup_w1_over_obvious"] = round(runs["obvious"]["wall_s"] / runs["w1"]["wall_s"], 2)
@@ -218,12 +236,7 @@ def main() -> None:
               "modes": rows, "ratios": ratios, "targets": TARGETS, "targets_met": met,
               "outcomes_identical": outcomes, "decision_frames_identical": frames,
               "episodes": {n: {"success": e["success"], "steps": e["steps"]} for n, e in reference.items()}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
-    if not all(outcomes.values()) or not all(frames.values()):
-        sys.exit(1)
+    write_report(report, Path(args.out), outcomes, frames)
 
 
 if __name__ == "__main__":

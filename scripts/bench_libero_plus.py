@@ -45,7 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_libero import _cpu, _row, run_probe, summarize, uptime  # noqa: E402  (one way to run, count and print)
+# one way to run, compare, count and print
+from bench_libero import _cpu, _row, compare, run_probe, summarize, uptime, write_report  # noqa: E402
 
 LOOP = REPO / "scripts" / "libero_plus_obvious_loop.py"
 MODES = ("loop", "w1", "w2")
@@ -114,18 +115,6 @@ def run_simeval(variants: list, max_steps: int | None, workers: int, out: Path) 
 
     return run_probe(plus_suite(variants, max_steps), lambda spec: episode_name(plus.get_variant(spec.task)),
                      workers, out)
-
-
-def compare(runs: dict[str, dict], reference: str) -> tuple[dict, dict]:
-    """Per mode: outcomes (success, steps) and decision frames identical to ``reference``'s, every episode."""
-    ref = runs[reference]["episodes"]
-    outcomes = {m: sorted(r["episodes"]) == sorted(ref) and all(
-        (r["episodes"][n]["success"], r["episodes"][n]["steps"]) == (e["success"], e["steps"]) for n, e in ref.items())
-        for m, r in runs.items()}
-    frames = {m: sorted(r["episodes"]) == sorted(ref) and all(
-        r["episodes"][n][cam] == e[cam] for n, e in ref.items() for cam in ("agentview", "wrist"))
-        for m, r in runs.items()}
-    return outcomes, frames
 
 
 def frames_digest(episode: dict) -> str:
@@ -208,12 +197,7 @@ def main() -> None:
               "outcomes_identical": outcomes, "decision_frames_identical": frames,
               "episodes": {n: {"success": e["success"], "steps": e["steps"], "decisions": len(e["agentview"]),
                                "frames_sha1": frames_digest(e)} for n, e in runs[modes[0]]["episodes"].items()}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
-    if not all(outcomes.values()) or not all(frames.values()):
-        sys.exit(1)
+    write_report(report, Path(args.out), outcomes, frames)
 
 
 if __name__ == "__main__":
