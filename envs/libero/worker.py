@@ -204,7 +204,6 @@ class Server:
         self.worlds: dict[int, OrderedDict[tuple, World]] = {}
         self.running: dict[int, dict[str, Any]] = {}
         self._inits: dict[tuple[str, str], np.ndarray] = {}
-        self.built = False  # whether the last reset built its env
 
     def _paths(self, benchmark: str, task: dict) -> tuple[str, np.ndarray]:
         if FLAVOUR == "plus":
@@ -223,23 +222,25 @@ class Server:
             self._inits[key] = np.asarray(torch.load(path, weights_only=False))
         return bddl, self._inits[key]
 
-    def _world(self, slot: int, message: dict) -> tuple[World, np.ndarray]:
+    def _world(self, slot: int, message: dict) -> tuple[World, np.ndarray, str, bool]:
+        """The slot's env for the message's variant (built, or a cached one it shares), its init states, the
+        variant's BDDL path and whether the env was built now."""
         bddl, inits = self._paths(message["benchmark"], message["task"])
         key = (plus_side.model_key(bddl) if FLAVOUR == "plus" else bddl, message["image_size"])
         cache = self.worlds.setdefault(slot, OrderedDict())
         if key in cache and cache[key].bddl != bddl and not plus_side.shares_model(cache[key].bddl, bddl):
             key = (bddl, message["image_size"])  # a language rewrite whose BDDL differs in more than its words
-        self.built = key not in cache
-        if self.built:
+        built = key not in cache
+        if built:
             while len(cache) >= ENVS_PER_SLOT:
                 cache.popitem(last=False)[1].close()
             cache[key] = World(bddl, message["image_size"])
         cache.move_to_end(key)
-        return cache[key], inits, bddl
+        return cache[key], inits, bddl, built
 
     def reset(self, message: dict) -> dict:
         slot = message["slot"]
-        world, inits, bddl = self._world(slot, message)
+        world, inits, bddl, built = self._world(slot, message)
         index = message["init"]
         if not 0 <= index < len(inits):
             raise ValueError(f"init state {index} of task {message['task']['name']}: it has {len(inits)}")
@@ -264,7 +265,7 @@ class Server:
         reply = self._reply(slot, obs, cams, frames, steps=0, success=False, truncated=False)
         if FLAVOUR == "plus":
             reply["instruction"] = plus_side.instruction(message["benchmark"], bddl)
-            reply["built"] = self.built  # a new env (False: a shared one switched to this variant)
+            reply["built"] = built  # a new env (False: a shared one switched to this variant)
         return reply
 
     def chunk(self, message: dict) -> dict:

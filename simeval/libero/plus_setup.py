@@ -18,7 +18,6 @@ things it needs besides its pins:
 from __future__ import annotations
 
 import ctypes.util
-import hashlib
 import json
 import os
 import re
@@ -127,14 +126,6 @@ def write_config(env) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _root_of(tree: Path, wanted: list[str]) -> Path:
     """The assets folder inside an extracted archive: the tree itself or its one ``assets`` folder."""
     for candidate in (tree, tree / "assets", *sorted(p for p in tree.iterdir() if p.is_dir())):
@@ -168,7 +159,7 @@ def check_source(source: Path) -> Path:
 def install_archive(env, source: Path, say=lambda line: None) -> dict:
     """Install LIBERO-Plus's asset archive (a zip, or its extracted folder; never modified) into the side env:
     checked to hold every ``required`` file before anything is replaced; returns what was recorded."""
-    from simeval.libero.sideenv import LiberoSetupError
+    from simeval.libero.sideenv import LiberoSetupError, _sha256
 
     source = check_source(source)
     wanted = required(env)
@@ -179,7 +170,7 @@ def install_archive(env, source: Path, say=lambda line: None) -> dict:
     if source.is_dir():
         tree, sha = source, None
     else:
-        say(f"simeval:   extracting {source.name} (sha256 computed as it is read)")
+        say(f"simeval:   recording the sha256 of {source.name} and extracting it")
         sha = _sha256(source)
         tree = home / "archive.simeval-tmp"
         shutil.rmtree(tree, ignore_errors=True)
