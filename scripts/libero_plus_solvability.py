@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -34,7 +33,8 @@ import yaml
 
 from policies import libero_expert
 from simeval.cli import main as simeval_main
-from simeval.libero import catalog, plus
+from simeval import worlds
+from simeval.libero import plus
 from simeval.records import read_records
 from simeval.suites import load_suite
 
@@ -43,14 +43,14 @@ SUITE = "libero_plus_solvability"
 REACH = 0.855  # m: the Panda's reach from its base (Franka's datasheet), a generous bound for the hand's site
 OVERLAP = -0.001  # m: a contact this deep at the start is a collision, not a touch
 BLIND = ("camera", "noise", "language")  # change only an image or the instruction: the expert reads neither
-_SUFFIX = re.compile(r"(?:_language_\d+)?_view_\d+_\d+_\d+_\d+_\d+_initstate_\d+(?:_noise_\d+)?$")
 
 
 def base_task(variant: plus.PlusVariant) -> str:
-    """The LIBERO task a camera/robot/language/noise variant perturbs (its name less LIBERO-Plus's suffix)."""
-    name = _SUFFIX.sub("", variant.name)
-    catalog.get_task(variant.benchmark, name)  # a ValueError if LIBERO has no such task
-    return name
+    """The name of the LIBERO task a variant perturbs (``simeval.worlds.plus_base_task``)."""
+    task = worlds.plus_base_task(variant)
+    if task is None:
+        raise ValueError(f"{variant.task}: no LIBERO task of {variant.benchmark} is the start of its name")
+    return task.name
 
 
 def cli(args: list[str]) -> None:

@@ -90,13 +90,18 @@ def plus_init_states(task: str) -> int:
     """A LIBERO-Plus variant's init states: its base task's (LIBERO-Plus loads them for every variant
     but the layouts, whose own files simeval does not know: at most :data:`PLUS_INIT_STATES`)."""
     variant = plus.get_variant(task)
-    base = None if variant.category == "layout" else _base_task(variant.benchmark, variant.name)
+    base = None if variant.category == "layout" else plus_base_task(variant)
     return base.init_states if base is not None else PLUS_INIT_STATES
+
+
+def plus_base_task(variant: plus.PlusVariant) -> "catalog.LiberoTask | None":
+    """The LIBERO task a variant perturbs: the one its name starts with (``<task>_view_...``,
+    ``<task>_light_3`` ...); None where none does."""
+    return _base_task(variant.benchmark, variant.name)
 
 
 @lru_cache(maxsize=None)
 def _base_task(benchmark: str, name: str) -> "catalog.LiberoTask | None":
-    """The LIBERO task a variant name starts with (``<task>_view_...``, ``<task>_light_3`` ...)."""
     found = [t for t in catalog.tasks(benchmark) if name.startswith(t.name + "_")]
     return max(found, key=lambda t: len(t.name)) if found else None
 
